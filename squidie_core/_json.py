@@ -1,0 +1,57 @@
+"""Strict JSON: the only encoding Squidie stores (nothing is ever pickled).
+
+``json_problem`` refuses what ``json.dumps`` would silently change (non-string keys,
+tuples turned into lists are accepted; NaN, sets, bytes and objects are not).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["dumps", "json_problem", "loads"]
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_decoder = json.JSONDecoder()
+
+
+def dumps(value: Any) -> str:
+    """Encode compactly; raises ``ValueError``/``TypeError`` for non-JSON values."""
+    return _encoder.encode(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """Decode JSON text (bytes are read as UTF-8)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    return _decoder.decode(text)
+
+
+def json_problem(value: Any, path: str = "$", depth: int = 0) -> str | None:
+    """Return why ``value`` is not plain JSON data, or ``None`` if it is.
+
+    Accepts ``None``, booleans, integers, finite floats, strings, lists, tuples and dicts
+    with string keys, nested at most 64 deep.
+    """
+    if depth > 64:
+        return f"{path}: nested deeper than 64 levels"
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path}: {value} is not a finite number"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: key {key!r} is not a string"
+            problem = json_problem(item, f"{path}.{key}", depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = json_problem(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{path}: {type(value).__name__} is not JSON (use dicts, lists, str, numbers, bool)"

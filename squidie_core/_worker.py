@@ -1,0 +1,358 @@
+"""The host worker: a supervised loop around ``execute_next``.
+
+Workers provide capacity and own no state. Each worker runs ``concurrency`` slots; a
+slot is a thread that claims one dispatch at a time, runs its step (async steps run on
+the worker's one event loop thread) and commits it. A slot that finds nothing waits a
+short, capped, jittered poll — cut short by the store's wake-up hint where it has one —
+and a slot that hits a backend error backs off exponentially instead of crashing.
+
+Shutdown (SIGTERM or SIGINT, or ``stop()``): slots stop claiming, running steps get
+``grace_period`` seconds to finish and commit, then the worker returns. A second signal
+exits the process at once; the leases it held expire and other workers take the attempts
+over, so nothing is lost.
+
+Health: ``health_file`` is touched on every loop of every slot (a supervisor can watch
+its age); ``health_port`` serves ``GET /healthz`` (200 while the worker runs, with its
+counters as JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from squidie_core._runtime import ExecuteResult, Squidie
+from squidie_core.storage import Lease
+
+__all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger("squidie.worker")
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one worker (also served by the health endpoint).
+
+    Attributes:
+        executed: Attempts executed, by outcome.
+        errors: Backend errors survived.
+        started_at: When the worker started (wall clock).
+    """
+
+    executed: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the counters as JSON-ready data."""
+        return {"executed": dict(self.executed), "errors": self.errors,
+                "uptime": round(time.time() - self.started_at, 3)}
+
+
+class _AsyncLoop:
+    """One event loop in a daemon thread, running every async step of the worker."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="squidie-async",
+                                       daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class Worker:
+    """Runs ``engine.execute_next`` in ``concurrency`` slots until stopped.
+
+    Args:
+        engine: The engine (its registered workflows are what this worker can run).
+        concurrency: Slots (threads) executing steps at once.
+        queues: Queues to serve (default: the registered workflows' queues).
+        lease_for: Lease length in seconds.
+        heartbeat_interval: Seconds between heartbeats of a running step.
+        poll_interval: The first idle poll delay, in seconds.
+        max_poll_interval: The cap of the idle poll delay.
+        max_error_backoff: The cap of the delay after backend errors.
+        grace_period: Seconds running steps get to finish after a stop.
+        name: Prefix of owner ids (default ``hostname:pid``); owner ids are
+            ``{name}:{slot}``, unique per process and slot.
+        health_file: A path touched on every slot loop.
+        health_port: Serve ``GET /healthz`` on this port (``0``: any free port).
+        health_host: The address the health endpoint binds to.
+        metrics_port: Serve Prometheus metrics on this port (needs the ``prometheus``
+            extra; installs the process's OpenTelemetry meter provider).
+        claim_batch: Dispatches a slot claims in one round trip and then runs one after
+            another (``1``: claim one at a time). A batch saves a claim transaction per
+            step on a busy queue; leases claimed but not yet started wait in the slot
+            (their lease clock running), and at shutdown the ones never started are put
+            back at once (``retry`` with no delay) instead of waiting for their leases
+            to expire. Keep it small when steps are long.
+    """
+
+    def __init__(
+        self,
+        engine: Squidie,
+        *,
+        concurrency: int = 4,
+        queues: Sequence[str] | None = None,
+        lease_for: float = 300.0,
+        heartbeat_interval: float | None = None,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 2.0,
+        max_error_backoff: float = 30.0,
+        grace_period: float = 30.0,
+        name: str | None = None,
+        health_file: str | os.PathLike[str] | None = None,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
+        metrics_port: int | None = None,
+        claim_batch: int = 1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if claim_batch < 1:
+            raise ValueError("claim_batch must be at least 1")
+        self.claim_batch = claim_batch
+        self.engine = engine
+        self.concurrency = concurrency
+        self.queues = list(queues) if queues else engine.queues()
+        self.lease_for = lease_for
+        self.heartbeat_interval = heartbeat_interval
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.max_error_backoff = max_error_backoff
+        self.grace_period = grace_period
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.health_file = Path(health_file) if health_file else None
+        self.health_port = health_port
+        self.health_host = health_host
+        self.metrics_port = metrics_port
+        self.metrics_address: tuple[str, int] | None = None
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._http: ThreadingHTTPServer | None = None
+        self._signals = 0
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def owner_ids(self) -> list[str]:
+        """The owner id of each slot."""
+        return [f"{self.name}:{slot}" for slot in range(self.concurrency)]
+
+    @property
+    def health_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the health endpoint once it is serving."""
+        if self._http is None:
+            return None
+        host, port = self._http.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Stop claiming; running steps may finish within the grace period."""
+        self._stop.set()
+
+    def run(self, *, install_signal_handlers: bool | None = None) -> WorkerStats:
+        """Run until ``stop()`` (or SIGTERM/SIGINT) and return the counters.
+
+        Args:
+            install_signal_handlers: Handle SIGTERM/SIGINT (default: when called from the
+                main thread).
+        """
+        if install_signal_handlers is None:
+            install_signal_handlers = threading.current_thread() is threading.main_thread()
+        previous: dict[signal.Signals, Any] = {}
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self.handle_signal)
+        loop = _AsyncLoop()
+        self.engine.async_runner = loop.run
+        self._serve_health()
+        if self.metrics_port is not None:
+            from squidie_core._telemetry import serve_prometheus
+
+            self.metrics_address = serve_prometheus(self.metrics_port, self.health_host)
+            log.info("serving Prometheus metrics on %s:%d", *self.metrics_address)
+        log.info("worker %s serving queues %s with %d slots", self.name,
+                 ", ".join(self.queues), self.concurrency)
+        try:
+            self._threads = [
+                threading.Thread(target=self._slot, args=(owner,), name=f"squidie-{owner}",
+                                 daemon=True)
+                for owner in self.owner_ids
+            ]
+            for thread in self._threads:
+                thread.start()
+            while not self._stop.wait(0.2):
+                if not any(t.is_alive() for t in self._threads):
+                    break
+            deadline = time.monotonic() + self.grace_period
+            for thread in self._threads:
+                thread.join(max(deadline - time.monotonic(), 0))
+            unfinished = [t.name for t in self._threads if t.is_alive()]
+            if unfinished:
+                log.warning("grace period over with %d step(s) still running; their leases "
+                            "will expire and other workers take them over", len(unfinished))
+            log.info("worker %s stopped: %s", self.name, self.stats.to_dict())
+            return self.stats
+        finally:
+            self.engine.async_runner = None
+            loop.close()
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_signal(self, signum: int, frame: object) -> None:
+        """SIGTERM/SIGINT: the first stops claiming (graceful), a second exits at once."""
+        self._signals += 1
+        if self._signals == 1:
+            log.warning("received %s: finishing running steps (grace %.0f s); send it "
+                        "again to exit at once", signal.Signals(signum).name, self.grace_period)
+            self.stop()
+            return
+        log.warning("second signal: exiting now; held leases will expire and be taken over")
+        os._exit(128 + signum)
+
+    # ------------------------------------------------------------------ slots
+
+    def _touch(self) -> None:
+        if self.health_file is not None:
+            try:
+                self.health_file.touch()
+            except OSError as exc:
+                log.warning("cannot touch health file %s: %s", self.health_file, exc)
+
+    def _slot(self, owner: str) -> None:
+        idle = self.poll_interval
+        errors = 0
+        while not self._stop.is_set():
+            self._touch()
+            try:
+                if self.claim_batch > 1:
+                    result = self._run_batch(owner)
+                else:
+                    result = self.engine.execute_next(
+                        owner_id=owner, lease_for=self.lease_for,
+                        heartbeat_interval=self.heartbeat_interval, queues=self.queues,
+                    )
+            except Exception as exc:  # the backend is down or flaky: back off, never crash
+                errors += 1
+                with self._lock:
+                    self.stats.errors += 1
+                delay = min(self.poll_interval * 2 ** min(errors, 16), self.max_error_backoff)
+                delay *= self._rng.uniform(0.5, 1.0)
+                log.warning("slot %s: %s: %s (retrying in %.2f s)", owner,
+                            type(exc).__name__, exc, delay)
+                self._stop.wait(delay)
+                continue
+            errors = 0
+            if result is None:
+                self._idle(idle)
+                idle = min(idle * 2, self.max_poll_interval)
+                continue
+            idle = self.poll_interval
+            self._record(owner, result)
+
+    def _run_batch(self, owner: str) -> ExecuteResult | None:
+        """Claim up to ``claim_batch`` dispatches and run them in turn; the last result.
+
+        Every result but the last is recorded here. Leases left unstarted by a stop (or
+        by a backend error) are put back to be claimed again at once.
+        """
+        leases = self.engine.store.claim(owner, lease_for=self.lease_for,
+                                         limit=self.claim_batch, queues=self.queues)
+        result: ExecuteResult | None = None
+        for index, lease in enumerate(leases):
+            if self._stop.is_set():
+                self._put_back(leases[index:])
+                return result
+            if result is not None:
+                self._record(owner, result)
+            try:
+                result = self.engine.run_lease(lease, lease_for=self.lease_for,
+                                               heartbeat_interval=self.heartbeat_interval)
+            except Exception:
+                self._put_back(leases[index + 1:])
+                raise
+        return result
+
+    def _put_back(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            try:
+                self.engine.store.retry(lease, delay=0.0, reason="worker stopping")
+            except Exception as exc:  # its lease expires and it is claimed again later
+                log.debug("could not put back %s: %s", lease.key, exc)
+
+    def _idle(self, delay: float) -> None:
+        delay *= self._rng.uniform(0.5, 1.0)
+        store = self.engine.store
+        if store.capabilities.wake_up:
+            try:
+                store.wait_for_work(self.queues, delay)
+                return
+            except Exception as exc:
+                log.debug("wake-up hint failed: %s", exc)
+        self._stop.wait(delay)
+
+    def _record(self, owner: str, result: ExecuteResult) -> None:
+        with self._lock:
+            self.stats.executed[result.outcome] = self.stats.executed.get(result.outcome, 0) + 1
+        level = logging.WARNING if result.outcome in ("lease_lost", "dead_lettered") else (
+            logging.INFO)
+        log.log(
+            level, "run %s step %s attempt %d: %s%s", result.run_id, result.step,
+            result.attempt, result.outcome,
+            f" ({result.detail})" if result.detail else "",
+            extra={"run_id": result.run_id, "step": result.step, "attempt": result.attempt,
+                   "owner": owner, "outcome": result.outcome},
+        )
+
+    # ------------------------------------------------------------------ health
+
+    def _serve_health(self) -> None:
+        if self.health_port is None:
+            return
+        worker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") not in ("/healthz", ""):
+                    self.send_error(404)
+                    return
+                alive = not worker._stop.is_set()
+                body = json.dumps({"status": "ok" if alive else "stopping",
+                                   "name": worker.name, **worker.stats.to_dict()}).encode()
+                self.send_response(200 if alive else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._http = ThreadingHTTPServer((self.health_host, self.health_port), Handler)
+        threading.Thread(target=self._http.serve_forever, name="squidie-health",
+                         daemon=True).start()

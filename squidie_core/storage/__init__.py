@@ -1,0 +1,78 @@
+"""The storage contract every Squidie backend implements.
+
+Public surface (for adapter authors and the conformance suite):
+
+- protocols: ``Store``, ``JournalStore``, ``LeaseDelivery``
+- data: ``Fact``, ``Checkpoint``, ``RunEntry``, ``Page``, ``Dispatch``, ``Lease``,
+  ``DispatchRecord``, ``QueueDepth``, ``Commit``, ``CommitResult``, ``Capabilities``
+- constants: ``RUN_STATUSES``, ``TERMINAL_STATUSES``, ``DISPATCH_STATES``
+- clocks: ``Clock``, ``SystemClock``, ``ManualClock``
+- helpers: ``new_token``, ``hash_token``, ``encode_cursor``, ``decode_cursor``,
+  ``check_commit``, ``check_contiguous``, ``check_queue_name``, ``same_facts``
+
+See ``docs/writing-a-backend.md`` for a walkthrough.
+"""
+
+from squidie_core._clock import Clock, ManualClock, SystemClock
+from squidie_core.storage._contract import (
+    DISPATCH_STATES,
+    QUEUE_NAME,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    Capabilities,
+    Checkpoint,
+    Commit,
+    CommitResult,
+    Dispatch,
+    DispatchRecord,
+    DispatchState,
+    Fact,
+    JournalStore,
+    Lease,
+    LeaseDelivery,
+    Page,
+    QueueDepth,
+    RunEntry,
+    Store,
+    check_commit,
+    check_contiguous,
+    check_queue_name,
+    decode_cursor,
+    encode_cursor,
+    hash_token,
+    new_token,
+    same_facts,
+)
+
+__all__ = [
+    "DISPATCH_STATES",
+    "QUEUE_NAME",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "Capabilities",
+    "Checkpoint",
+    "Clock",
+    "Commit",
+    "CommitResult",
+    "Dispatch",
+    "DispatchRecord",
+    "DispatchState",
+    "Fact",
+    "JournalStore",
+    "Lease",
+    "LeaseDelivery",
+    "ManualClock",
+    "Page",
+    "QueueDepth",
+    "RunEntry",
+    "Store",
+    "SystemClock",
+    "check_commit",
+    "check_contiguous",
+    "check_queue_name",
+    "decode_cursor",
+    "encode_cursor",
+    "hash_token",
+    "new_token",
+    "same_facts",
+]
