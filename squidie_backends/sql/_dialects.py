@@ -1,0 +1,372 @@
+"""The narrow hooks where SQLite, PostgreSQL and MySQL/MariaDB differ.
+
+Everything else in the store is one code path over SQLAlchemy Core. A dialect answers:
+
+- how to build its engine (driver, pool, per-connection settings);
+- how to open a read or a write transaction (``BEGIN IMMEDIATE`` on SQLite);
+- how to lock the rows a claim takes (``FOR UPDATE SKIP LOCKED``; nothing on SQLite,
+  whose write transactions are already serialised) and the run rows an enqueue reads
+  (``FOR SHARE``);
+- how to upsert (``ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``);
+- which driver errors are a unique violation, and which are transient;
+- how to serialise concurrent schema installs (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL
+
+from squidie_core.errors import StoreError
+
+__all__ = ["Dialect", "MySQLDialect", "PostgresDialect", "SQLiteDialect", "dialect_for"]
+
+
+def _orig(exc: BaseException) -> BaseException:
+    """The driver exception behind a SQLAlchemy wrapper (or ``exc`` itself)."""
+    return getattr(exc, "orig", None) or exc
+
+
+class Dialect:
+    """The hooks; subclasses override what differs. See the module docstring."""
+
+    name: ClassVar[str] = "sql"
+    #: The SQLAlchemy driver the public scheme is normalised to.
+    driver: ClassVar[str] = ""
+    #: Whether a claim locks its rows with ``FOR UPDATE SKIP LOCKED``.
+    skip_locked: ClassVar[bool] = True
+
+    # ------------------------------------------------------------------ engine
+
+    def engine_url(self, url: URL) -> URL:
+        """Return ``url`` with the driver this dialect uses."""
+        return url.set(drivername=self.driver)
+
+    def engine_kwargs(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments for ``sqlalchemy.create_engine``."""
+        # Every use of a connection ends its transaction itself (commit or rollback), so
+        # the pool's extra rollback on check-in is a wasted round trip.
+        return {"pool_size": int(options.get("pool_size", 5)), "max_overflow": 10,
+                "pool_recycle": 3600, "pool_reset_on_return": None}
+
+    def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
+        """Attach per-connection settings to a new engine (default: nothing)."""
+
+    def check_server(self, conn: sa.Connection) -> None:
+        """Raise ``StoreError`` if the server lacks what the store needs (default: fine)."""
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sa.Connection, *, write: bool) -> Iterator[None]:
+        """Run the body in one transaction, committed on success, rolled back on error."""
+        with conn.begin():
+            yield
+
+    def lock_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """Lock the rows a claim selects, skipping rows other claimers hold."""
+        return select.with_for_update(skip_locked=True)
+
+    def lock_shared(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """Take a shared lock on the rows read (a run row an enqueue depends on)."""
+        return select.with_for_update(read=True)
+
+    @contextlib.contextmanager
+    def install_lock(self, conn: sa.Connection) -> Iterator[None]:
+        """Serialise schema installs and upgrades (default: no lock)."""
+        yield
+
+    # ------------------------------------------------------------------ statements
+
+    def upsert(
+        self,
+        table: sa.Table,
+        row: Mapping[str, Any],
+        key: Sequence[str],
+        *,
+        guard: str | None = None,
+    ) -> sa.Executable:
+        """Insert ``row``, or update the existing row with the same ``key``.
+
+        With ``guard``, the existing row is updated only when ``row[guard]`` is at least
+        the stored value (a newer checkpoint replaces an older one, never the reverse).
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ errors
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a primary-key or unique-index violation."""
+        raise NotImplementedError
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether retrying the whole transaction may succeed (busy, deadlock, reset)."""
+        return bool(getattr(exc, "connection_invalidated", False))
+
+
+class SQLiteDialect(Dialect):
+    """SQLite through the standard library's ``sqlite3`` (file databases only).
+
+    WAL mode, ``synchronous=FULL`` by default (``NORMAL`` on request), and every write
+    transaction opened with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout
+    instead of deadlocking on a lock upgrade. Reads open a deferred transaction: in WAL
+    mode they see one snapshot and never block a writer.
+    """
+
+    name = "sqlite"
+    driver = "sqlite+pysqlite"
+    skip_locked = False
+
+    # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL (extended codes masked). PROTOCOL is
+    # WAL's "locking protocol" race, seen when a process is killed mid-transaction while
+    # others contend for the wal-index: retrying the transaction succeeds.
+    _BUSY = frozenset({5, 6, 15})
+    _UNIQUE = frozenset({1555, 2067})  # SQLITE_CONSTRAINT_PRIMARYKEY, _UNIQUE
+
+    def engine_kwargs(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "pool_size": int(options.get("pool_size", 5)),
+            "max_overflow": 10,
+            "pool_reset_on_return": None,
+            "connect_args": {
+                "check_same_thread": False,
+                "timeout": float(options.get("busy_timeout", 10.0)),
+                "isolation_level": None,  # we issue BEGIN ourselves
+            },
+        }
+
+    def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
+        synchronous = str(options.get("synchronous", "full")).upper()
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            try:
+                mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"SQLite refused WAL mode (journal_mode is {mode})")
+                cursor.execute(f"PRAGMA synchronous={synchronous}")
+                cursor.execute("PRAGMA foreign_keys=OFF")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            mode = conn.get_execution_options().get("squidie_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sa.Connection, *, write: bool) -> Iterator[None]:
+        conn.execution_options(squidie_begin="IMMEDIATE" if write else "DEFERRED")
+        with conn.begin():
+            yield
+
+    def lock_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        return select  # the write transaction already holds the database's write lock
+
+    def lock_shared(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        return select
+
+    @contextlib.contextmanager
+    def install_lock(self, conn: sa.Connection) -> Iterator[None]:
+        # DDL is transactional in SQLite: the IMMEDIATE transaction is the lock.
+        yield
+
+    def upsert(
+        self,
+        table: sa.Table,
+        row: Mapping[str, Any],
+        key: Sequence[str],
+        *,
+        guard: str | None = None,
+    ) -> sa.Executable:
+        stmt = sqlite_dialect.insert(table).values(**row)
+        updates = {c: stmt.excluded[c] for c in row if c not in key}
+        where = table.c[guard] <= stmt.excluded[guard] if guard else None
+        return stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
+
+    @staticmethod
+    def _code(exc: BaseException) -> int | None:
+        code = getattr(_orig(exc), "sqlite_errorcode", None)
+        return int(code) if code is not None else None
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        code = self._code(exc)
+        if code is not None:
+            return code in self._UNIQUE
+        return "UNIQUE constraint failed" in str(_orig(exc))
+
+    def is_transient(self, exc: BaseException) -> bool:
+        code = self._code(exc)
+        if code is not None and (code & 0xFF) in self._BUSY:
+            return True
+        text = str(_orig(exc)).lower()
+        return ("database is locked" in text or "database is busy" in text
+                or "locking protocol" in text)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL through psycopg 3, in READ COMMITTED."""
+
+    name = "postgresql"
+    driver = "postgresql+psycopg"
+
+    # serialization_failure, deadlock_detected, lock_not_available, admin/crash shutdown,
+    # cannot_connect_now, and the connection-exception class 08.
+    _TRANSIENT = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+
+    def engine_kwargs(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = super().engine_kwargs(options)
+        kwargs["isolation_level"] = "READ COMMITTED"
+        return kwargs
+
+    def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
+        mode = options.get("synchronous_commit")
+        if mode is None:
+            return  # the server's setting (on, unless the DBA changed it)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(f"SET synchronous_commit TO {mode}")
+            dbapi_conn.commit()
+
+    def check_server(self, conn: sa.Connection) -> None:
+        version = conn.dialect.server_version_info or (0,)
+        if tuple(version) < (9, 5):
+            raise StoreError("the SQL store needs PostgreSQL 9.5 or newer (SKIP LOCKED)")
+
+    @contextlib.contextmanager
+    def install_lock(self, conn: sa.Connection) -> Iterator[None]:
+        # A transaction-scoped advisory lock: released by the install's commit.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5C51D1E})
+        yield
+
+    def upsert(
+        self,
+        table: sa.Table,
+        row: Mapping[str, Any],
+        key: Sequence[str],
+        *,
+        guard: str | None = None,
+    ) -> sa.Executable:
+        stmt = pg_dialect.insert(table).values(**row)
+        updates = {c: stmt.excluded[c] for c in row if c not in key}
+        where = table.c[guard] <= stmt.excluded[guard] if guard else None
+        return stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return getattr(_orig(exc), "sqlstate", None) == "23505"
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if super().is_transient(exc):
+            return True
+        orig = _orig(exc)
+        state = getattr(orig, "sqlstate", None)
+        if state is not None:
+            return state in self._TRANSIENT or state.startswith("08")
+        # No SQLSTATE: the connection failed before or while talking to the server.
+        return type(orig).__name__ in ("OperationalError", "InterfaceError")
+
+
+class MySQLDialect(Dialect):
+    """MariaDB (10.6+) or MySQL (8.0.1+) through PyMySQL, in READ COMMITTED."""
+
+    name = "mysql"
+    driver = "mysql+pymysql"
+
+    # lock wait timeout, deadlock, can't connect, server gone away, lost connection,
+    # connection killed, lost connection (read).
+    _TRANSIENT = frozenset({1205, 1213, 2003, 2006, 2013, 2055, 1927, 4031})
+
+    def engine_url(self, url: URL) -> URL:
+        query = dict(url.query)
+        query.setdefault("charset", "utf8mb4")
+        return url.set(drivername=self.driver, query=query)
+
+    def engine_kwargs(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = super().engine_kwargs(options)
+        kwargs["isolation_level"] = "READ COMMITTED"
+        return kwargs
+
+    def check_server(self, conn: sa.Connection) -> None:
+        version = tuple(conn.dialect.server_version_info or (0,))
+        mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
+        needed = (10, 6) if mariadb else (8, 0, 1)
+        if version < needed:
+            product = "MariaDB 10.6" if mariadb else "MySQL 8.0.1"
+            raise StoreError(
+                f"the SQL store needs {product} or newer (SELECT ... FOR UPDATE SKIP LOCKED); "
+                f"this server is {'.'.join(map(str, version))}"
+            )
+
+    @contextlib.contextmanager
+    def install_lock(self, conn: sa.Connection) -> Iterator[None]:
+        # MySQL DDL commits implicitly, so a transaction cannot serialise installs: take a
+        # named session lock instead and release it afterwards.
+        got = conn.execute(sa.text("SELECT GET_LOCK('squidie_install', 60)")).scalar()
+        if got != 1:
+            raise StoreError("could not take the schema install lock within 60 s")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT RELEASE_LOCK('squidie_install')"))
+
+    def upsert(
+        self,
+        table: sa.Table,
+        row: Mapping[str, Any],
+        key: Sequence[str],
+        *,
+        guard: str | None = None,
+    ) -> sa.Executable:
+        stmt = mysql_dialect.insert(table).values(**row)
+        cols = [c for c in row if c not in key]
+        if guard is None:
+            return stmt.on_duplicate_key_update([(c, stmt.inserted[c]) for c in cols])
+        newer = stmt.inserted[guard] >= table.c[guard]
+        # Assignments apply left to right: update the guard column last.
+        ordered = [c for c in cols if c != guard] + [guard]
+        return stmt.on_duplicate_key_update(
+            [(c, sa.case((newer, stmt.inserted[c]), else_=table.c[c])) for c in ordered]
+        )
+
+    @staticmethod
+    def _errno(exc: BaseException) -> int | None:
+        args = getattr(_orig(exc), "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return self._errno(exc) == 1062
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return super().is_transient(exc) or self._errno(exc) in self._TRANSIENT
+
+
+_BY_SCHEME: dict[str, type[Dialect]] = {
+    "sqlite": SQLiteDialect,
+    "postgresql": PostgresDialect,
+    "postgres": PostgresDialect,
+    "mysql": MySQLDialect,
+    "mariadb": MySQLDialect,
+}
+
+
+def dialect_for(scheme: str) -> Dialect:
+    """Return the dialect for a URL scheme (``postgresql+psycopg`` counts as ``postgresql``).
+
+    Raises:
+        ValueError: the scheme is not one the SQL store handles.
+    """
+    base = scheme.lower().split("+", 1)[0]
+    if base not in _BY_SCHEME:
+        raise ValueError(f"the SQL store does not handle scheme {scheme!r}")
+    return _BY_SCHEME[base]()

@@ -1,0 +1,1085 @@
+"""``SQLStore``: the storage contract over SQLAlchemy Core (SQLite, PostgreSQL, MariaDB).
+
+Every public method is one short database transaction, retried as a whole on transient
+errors (busy, deadlock, serialization failure, connection reset) with bounded, jittered
+backoff, and run inside ``map_errors`` so that nothing but Squidie errors escapes.
+
+Time: every lease and visibility decision reads ``self.clock`` once per transaction and
+passes that instant to the database as a bound parameter (``eligible_at <= :now``). The
+database's own ``now()`` is never used, so a test that injects a ``ManualClock`` controls
+expiry and visibility exactly, and all processes sharing a store must share a clock
+source (the system clock, kept in sync with NTP, in production).
+
+Claiming under concurrency (PostgreSQL, MariaDB)::
+
+    worker A                              database                         worker B
+    BEGIN                                                                  BEGIN
+    SELECT ... WHERE lane='default'       row d1 locked by A
+      AND eligible_at <= :now
+      ORDER BY eligible_at, dkey LIMIT 1
+      FOR UPDATE SKIP LOCKED      ---->                             <----  same SELECT
+                                          d1 is locked: B skips it,
+                                          gets d2 instead
+    UPDATE d1: claimed, fence+1, token    UPDATE d2: claimed ...
+    COMMIT                                                                 COMMIT
+
+On SQLite there are no row locks: write transactions start with ``BEGIN IMMEDIATE``, so
+the second claimer waits (busy timeout) until the first committed, then sees d1 claimed.
+
+A commit racing a take-over of its expired lease::
+
+    worker A (lease fence 1)              database                         worker B
+    ... paused past expiry ...            d1 eligible again
+                                          d1 locked, fence 2, token b <--  claim
+    commit(settle=a):
+      UPDATE d1 SET completed WHERE       waits for B's row lock, then
+      token_hash = h(a) AND               re-checks the row: token is b
+      lease_expires_at > :now             0 rows -> LeaseLostError,
+                                          rollback, nothing appended
+
+Two commits at the same sequence::
+
+    commit X (expected 5)                 facts PK (run_id, seq)          commit Y (expected 5)
+    INSERT fact (r, 6)            ---->   row (r, 6) pending X    <----   INSERT fact (r, 6)
+    COMMIT                                                                 waits for X, then
+                                                                           unique violation ->
+                                                                           AppendConflict
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from squidie_backends.sql._config import Config, make_engine, parse_config
+from squidie_backends.sql._errors import category_of, map_errors
+from squidie_backends.sql._manage import apply_migrations, read_version
+from squidie_backends.sql._schema import (
+    ID_LENGTH,
+    KEY_LENGTH,
+    SCHEMA_VERSION,
+    build_tables,
+)
+from squidie_core import _json
+from squidie_core._clock import Clock, SystemClock
+from squidie_core.errors import (
+    AppendConflict,
+    CapabilityNotSupported,
+    CorruptDataError,
+    DispatchNotFound,
+    IdempotencyConflict,
+    InvalidArgument,
+    LeaseLostError,
+    RunTerminalError,
+    SchemaVersionError,
+    StoreError,
+    ValueTooLarge,
+)
+from squidie_core.storage import (
+    TERMINAL_STATUSES,
+    Capabilities,
+    Checkpoint,
+    Commit,
+    CommitResult,
+    Dispatch,
+    DispatchRecord,
+    Fact,
+    Lease,
+    Page,
+    QueueDepth,
+    RunEntry,
+    check_commit,
+    check_contiguous,
+    decode_cursor,
+    encode_cursor,
+    hash_token,
+    new_token,
+    same_facts,
+)
+
+__all__ = ["SQLStore", "capabilities_for"]
+
+log = logging.getLogger("squidie.sql")
+
+T = TypeVar("T")
+
+_HISTORY_LIMIT = 50
+_DEAD_COUNTER = "dead_order"
+
+
+def capabilities_for(dialect_name: str) -> Capabilities:
+    """The capabilities a SQL store on ``dialect_name`` declares."""
+    networked = dialect_name != "sqlite"
+    return Capabilities(
+        durable=True,
+        multi_process=True,
+        multi_node=networked,
+        priorities=True,
+        wake_up=False,
+        # The injected clock's instant is compared with stored doubles exactly.
+        visibility_precision=0.0,
+        # MariaDB's default max_allowed_packet is 16 MiB and a commit may carry a value
+        # twice (in a fact and in the checkpoint): stay well inside it.
+        max_value_bytes=4 * 1024 * 1024 if dialect_name == "mysql" else None,
+    )
+
+
+class _KeyRace(Exception):
+    """Another transaction inserted the same dispatch key first: run the operation again."""
+
+
+def _event(**fields: Any) -> str:
+    return _json.dumps({k: v for k, v in fields.items() if v is not None}) + "\n"
+
+
+def _text(name: str, value: Any, limit: int = ID_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(name, f"must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidArgument(
+            name, f"is {len(value)} characters long; the SQL store accepts at most {limit}"
+        )
+    return value
+
+
+class SQLStore:
+    """The ``Store`` contract on SQLite, PostgreSQL or MariaDB/MySQL.
+
+    Args:
+        url: ``sqlite:///path.db``, ``postgresql://user@host/db``,
+            ``mysql://user@host/db`` (``mariadb://`` and ``postgres://`` too). Options may
+            be given as query parameters.
+        clock: The one clock behind every lease and visibility decision (default: the
+            system clock).
+        **options: ``prefix`` (table-name prefix, default ``squidie_``), ``schema``
+            (database schema; not on SQLite), ``synchronous`` (SQLite: ``full`` by
+            default, or ``normal``), ``auto_install`` (create or upgrade the schema when
+            opening, default true), ``busy_timeout`` (SQLite, seconds, default 10),
+            ``pool_size`` (default 5), ``retry_attempts`` (transient-error attempts per
+            operation, default 6). Keyword arguments win over query parameters.
+
+    Raises:
+        InvalidArgument: a bad URL or option.
+        SchemaVersionError: the schema is missing (with ``auto_install=false``), older, or
+            newer than this code understands.
+        BackendUnavailable: the database cannot be reached.
+    """
+
+    def __init__(
+        self, url: str = "sqlite:///squidie.db", *, clock: Clock | None = None, **options: Any
+    ) -> None:
+        self._config: Config = parse_config(url, options)
+        self._dialect = self._config.dialect
+        self.name: str = self._dialect.name
+        self.clock: Clock = clock or SystemClock()
+        self.capabilities: Capabilities = capabilities_for(self.name)
+        self.tables = build_tables(self._config.prefix, self._config.schema)
+        self._closed = False
+        opts = self._config.options
+        self._retrying = Retrying(
+            retry=retry_if_exception(self._transient),
+            stop=stop_after_attempt(int(opts["retry_attempts"])),
+            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            reraise=True,
+        )
+        self._engine = make_engine(self._config)
+        self._sql = self._prepare()
+        try:
+            self._open(bool(opts["auto_install"]))
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def url(self) -> str:
+        """The store's URL with any password hidden."""
+        return self._config.public_url
+
+    @property
+    def prefix(self) -> str:
+        """The table-name prefix."""
+        return self._config.prefix
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self.url!r}, prefix={self.prefix!r})"
+
+    def _open(self, auto_install: bool) -> None:
+        with map_errors(self.name, self._config.secrets), self._engine.connect() as conn:
+            self._dialect.check_server(conn)
+            version = read_version(conn, self.tables)
+            conn.rollback()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store at {self.url} has schema version {version}; this code "
+                f"understands up to {SCHEMA_VERSION}: upgrade squidie"
+            )
+        if not auto_install:
+            what = "no schema" if version == 0 else f"schema version {version}"
+            raise SchemaVersionError(
+                f"the store at {self.url} has {what}, this code needs {SCHEMA_VERSION}: "
+                "run `squidie install --store URL` (or open it with auto_install=true)"
+            )
+        apply_migrations(self._config, self._engine)
+
+    def _transient(self, exc: BaseException) -> bool:
+        if category_of(exc) is None and not isinstance(exc, sa.exc.DBAPIError):
+            return False
+        transient = self._dialect.is_transient(exc)
+        if transient:
+            log.debug("transient %s error, retrying: %s", self.name, type(exc).__name__)
+        return transient
+
+    def _run(self, body: Callable[[sa.Connection], T], *, write: bool) -> T:
+        """Run ``body`` in one transaction, retrying it whole on transient errors."""
+        with map_errors(self.name, self._config.secrets):
+            if self._closed:
+                raise StoreError(f"the {self.name} store is closed")
+            for attempt in self._retrying.copy():
+                with (
+                    attempt,
+                    self._engine.connect() as conn,
+                    self._dialect.transaction(conn, write=write),
+                ):
+                    return body(conn)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _prepare(self) -> dict[str, Any]:
+        """Build the hot-path statements once, with bound parameters.
+
+        SQLAlchemy then reuses their compiled form; building them per call would cost more
+        CPU than the round trips they save.
+        """
+        f, r, c, d = (self.tables.facts, self.tables.runs, self.tables.checkpoints,
+                      self.tables.dispatches)
+        p = sa.bindparam
+        head = sa.select(sa.func.max(f.c.seq)).where(f.c.run_id == p("run_id"))
+        status = sa.select(r.c.status).where(r.c.run_id == p("run_id"))
+        live = sa.and_(
+            d.c.dkey == p("b_key"), d.c.state == "claimed", d.c.token_hash == p("b_token_hash"),
+            d.c.lease_expires_at > p("b_now"),
+        )
+
+        def level(floor: bool) -> sa.Select[Any]:
+            stmt = sa.select(sa.func.min(d.c.priority)).where(d.c.lane == p("queue"))
+            return stmt.where(d.c.priority > p("floor")) if floor else stmt
+
+        def candidates(floor: bool) -> sa.Select[Any]:
+            stmt = (
+                sa.select(d)
+                .where(d.c.lane == p("queue"),
+                       d.c.priority == level(floor).scalar_subquery(),
+                       d.c.eligible_at <= p("now"))
+                .order_by(d.c.eligible_at, d.c.dkey)
+                .limit(p("want", type_=sa.Integer))
+            )
+            return self._dialect.lock_claim(stmt)
+
+        run_cols = [col.name for col in r.columns]
+        return {
+            "head": head,
+            "head_status": sa.select(head.scalar_subquery(), status.scalar_subquery()),
+            "read": sa.select(f.c.seq, f.c.type, f.c.at, f.c.body)
+            .where(f.c.run_id == p("run_id"), f.c.seq > p("after")).order_by(f.c.seq),
+            "read_checkpoint": sa.select(c.c.seq, c.c.data).where(c.c.run_id == p("run_id")),
+            "insert_facts": sa.insert(f),
+            "insert_dispatches": sa.insert(d),
+            "upsert_run": self._dialect.upsert(
+                r, {name: p(f"v_{name}") for name in run_cols}, ["run_id"]
+            ),
+            "upsert_checkpoint": self._dialect.upsert(
+                c, {"run_id": p("v_run_id"), "seq": p("v_seq"), "data": p("v_data")},
+                ["run_id"], guard="seq",
+            ),
+            "settle": sa.update(d).where(live).values(
+                state=p("v_state"), reason=p("v_reason"), lane=None, eligible_at=None,
+                lease_expires_at=None, history=d.c.history + p("v_event", type_=sa.Text),
+            ),
+            "extend": sa.update(d).where(live).values(
+                lease_expires_at=p("v_expires"), eligible_at=p("v_expires")
+            ),
+            "take_one": sa.update(d).where(d.c.id == p("b_id")).values(
+                state="claimed", deliveries=d.c.deliveries + 1, fence=d.c.fence + 1,
+                owner_id=p("v_owner"), token_hash=p("v_hash"),
+                lease_expires_at=p("v_expires"), eligible_at=p("v_expires"),
+                history=d.c.history + p("v_event", type_=sa.Text),
+            ),
+            "existing_keys": sa.select(d).where(d.c.dkey.in_(p("keys", expanding=True))),
+            "level": {False: level(False), True: level(True)},
+            "candidates": {False: candidates(False), True: candidates(True)},
+        }
+
+    # ------------------------------------------------------------------ journal
+
+    def _head(self, conn: sa.Connection, run_id: str) -> int:
+        return int(conn.execute(self._sql["head"], {"run_id": run_id}).scalar() or 0)
+
+    def _read(
+        self, conn: sa.Connection, run_id: str, after: int, upto: int | None = None
+    ) -> list[Fact]:
+        f = self.tables.facts
+        stmt = self._sql["read"]
+        if upto is not None:
+            stmt = stmt.where(f.c.seq <= upto)
+        facts: list[Fact] = []
+        for row in conn.execute(stmt, {"run_id": run_id, "after": after}):
+            try:
+                body = _json.loads(row.body)
+            except ValueError as exc:
+                raise CorruptDataError(f"run {run_id} fact {row.seq}", str(exc)) from exc
+            if not isinstance(body, dict):
+                raise CorruptDataError(f"run {run_id} fact {row.seq}", "body is not an object")
+            facts.append(Fact(seq=int(row.seq), type=row.type, at=float(row.at), body=body))
+        return facts
+
+    def _fact_rows(self, run_id: str, facts: Sequence[Fact]) -> list[dict[str, Any]]:
+        rows = []
+        for fact in facts:
+            try:
+                body = _json.dumps(dict(fact.body))
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument("facts", f"fact {fact.seq} is not JSON: {exc}") from exc
+            limit = self.capabilities.max_value_bytes
+            if limit is not None and len(body) > limit // 4 and len(body.encode()) > limit:
+                raise ValueTooLarge(f"fact {fact.seq} of run {run_id}", len(body.encode()),
+                                    limit)
+            rows.append({"run_id": run_id, "seq": fact.seq,
+                         "type": _text("fact type", fact.type, 64),
+                         "at": float(fact.at), "body": body})
+        return rows
+
+    def _insert_facts(self, conn: sa.Connection, run_id: str, expected: int,
+                      rows: list[dict[str, Any]]) -> None:
+        try:
+            conn.execute(self._sql["insert_facts"], rows)
+        except sa.exc.IntegrityError as exc:
+            if self._dialect.is_unique_violation(exc):
+                # A concurrent writer took the same sequence; the head is re-read afterwards
+                # (the transaction may be aborted).
+                raise AppendConflict(run_id, expected, None) from exc
+            raise
+
+    def _is_replay(self, conn: sa.Connection, run_id: str, head: int, expected: int,
+                   facts: Sequence[Fact]) -> bool:
+        if not facts or head < expected + len(facts):
+            return False
+        # Times come back as floats: compare the request the same way (0 and 0.0).
+        requested = [replace(f, at=float(f.at)) for f in facts]
+        return same_facts(self._read(conn, run_id, expected, expected + len(facts)), requested)
+
+    def _conflict_with_head(self, exc: AppendConflict) -> AppendConflict:
+        if exc.actual_seq is not None:
+            return exc
+        return AppendConflict(exc.run_id, exc.expected_seq, self.head(exc.run_id))
+
+    def append(self, run_id: str, facts: Sequence[Fact], expected_seq: int) -> int:
+        check_contiguous(facts, expected_seq)
+        _text("run_id", run_id)
+        rows = self._fact_rows(run_id, facts)
+
+        def body(conn: sa.Connection) -> int:
+            head = self._head(conn, run_id)
+            if self._is_replay(conn, run_id, head, expected_seq, facts):
+                return expected_seq + len(facts)
+            if head != expected_seq:
+                raise AppendConflict(run_id, expected_seq, head)
+            if rows:
+                self._insert_facts(conn, run_id, expected_seq, rows)
+            return expected_seq + len(facts)
+
+        try:
+            return self._run(body, write=True)
+        except AppendConflict as exc:
+            raise self._conflict_with_head(exc) from None
+
+    def read(self, run_id: str, after_seq: int = 0) -> list[Fact]:
+        return self._run(lambda conn: self._read(conn, run_id, max(after_seq, 0)), write=False)
+
+    def head(self, run_id: str) -> int:
+        return self._run(lambda conn: self._head(conn, run_id), write=False)
+
+    def read_checkpoint(self, run_id: str) -> Checkpoint | None:
+        def body(conn: sa.Connection) -> Checkpoint | None:
+            row = conn.execute(self._sql["read_checkpoint"], {"run_id": run_id}).first()
+            return None if row is None else Checkpoint(seq=int(row.seq), data=row.data)
+
+        return self._run(body, write=False)
+
+    @staticmethod
+    def _checkpoint_params(run_id: str, checkpoint: Checkpoint) -> dict[str, Any]:
+        return {"v_run_id": run_id, "v_seq": int(checkpoint.seq), "v_data": str(checkpoint.data)}
+
+    def write_checkpoint(self, run_id: str, checkpoint: Checkpoint) -> None:
+        _text("run_id", run_id)
+        params = self._checkpoint_params(run_id, checkpoint)
+        self._run(lambda conn: conn.execute(self._sql["upsert_checkpoint"], params),
+                  write=True)
+
+    def delete_checkpoints(self, run_id: str | None = None) -> int:
+        c = self.tables.checkpoints
+        stmt = sa.delete(c)
+        if run_id is not None:
+            stmt = stmt.where(c.c.run_id == run_id)
+        return self._run(lambda conn: int(conn.execute(stmt).rowcount), write=True)
+
+    @staticmethod
+    def _run_entry(row: Any) -> RunEntry:
+        return RunEntry(
+            run_id=row.run_id, workflow=row.workflow, trigger=row.trigger, status=row.status,
+            queue=row.queue, created_at=float(row.created_at), updated_at=float(row.updated_at),
+            last_seq=int(row.last_seq), parent_run_id=row.parent_run_id,
+        )
+
+    def get_run(self, run_id: str) -> RunEntry | None:
+        r = self.tables.runs
+
+        def body(conn: sa.Connection) -> RunEntry | None:
+            row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).first()
+            return None if row is None else self._run_entry(row)
+
+        return self._run(body, write=False)
+
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        """Runs per ``(workflow, status)``, from the run index (optional store method)."""
+        r = self.tables.runs
+
+        def body(conn: sa.Connection) -> dict[tuple[str, str], int]:
+            stmt = sa.select(r.c.workflow, r.c.status, sa.func.count()).group_by(
+                r.c.workflow, r.c.status)
+            return {(str(w), str(s)): int(n) for w, s, n in conn.execute(stmt)}
+
+        return self._run(body, write=False)
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        if limit < 1:
+            raise InvalidArgument("limit", "must be at least 1")
+        r = self.tables.runs
+        stmt = sa.select(r)
+        if workflow is not None:
+            stmt = stmt.where(r.c.workflow == workflow)
+        if status is not None:
+            stmt = stmt.where(r.c.status == status)
+        if cursor is not None:
+            created, rid = decode_cursor(cursor, 2)
+            try:
+                created_at, after_id = float(created), str(rid)
+            except (TypeError, ValueError):
+                raise InvalidArgument("cursor", "not a cursor returned by a listing") from None
+            # Expanded row comparison (created_at, run_id) < (c, r); the leading range
+            # condition lets every dialect use the index.
+            stmt = stmt.where(
+                r.c.created_at <= created_at,
+                sa.or_(r.c.created_at < created_at, r.c.run_id < after_id),
+            )
+        stmt = stmt.order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit + 1)
+
+        def body(conn: sa.Connection) -> Page:
+            rows = [self._run_entry(row) for row in conn.execute(stmt)]
+            page = rows[:limit]
+            nxt = None
+            if len(rows) > limit:
+                nxt = encode_cursor(page[-1].created_at, page[-1].run_id)
+            return Page(items=list(page), next_cursor=nxt)
+
+        return self._run(body, write=False)
+
+    # ------------------------------------------------------------------ delivery helpers
+
+    @staticmethod
+    def _dispatch(row: Any) -> Dispatch:
+        return Dispatch(
+            key=row.dkey, run_id=row.run_id, workflow=row.workflow, step=row.step,
+            attempt=int(row.attempt), queue=row.queue, priority=int(row.priority),
+            delay=float(row.delay), max_deliveries=int(row.max_deliveries),
+        )
+
+    @staticmethod
+    def _history(text: str, key: str) -> tuple[Mapping[str, Any], ...]:
+        events = []
+        for line in text.splitlines()[-_HISTORY_LIMIT:]:
+            try:
+                events.append(_json.loads(line))
+            except ValueError as exc:
+                raise CorruptDataError(f"dispatch {key} history", str(exc)) from exc
+        return tuple(events)
+
+    def _record(self, row: Any, now: float) -> DispatchRecord:
+        state = row.state
+        if state == "pending":
+            state = "available" if row.visible_at <= now else "scheduled"
+        return DispatchRecord(
+            dispatch=self._dispatch(row),
+            state=state,
+            visible_at=float(row.visible_at),
+            deliveries=int(row.deliveries),
+            fence=int(row.fence),
+            owner_id=row.owner_id,
+            lease_expires_at=(
+                float(row.lease_expires_at) if row.state == "claimed" else None
+            ),
+            reason=row.reason,
+            history=self._history(row.history, row.dkey),
+        )
+
+    @staticmethod
+    def _validate_dispatch(d: Dispatch) -> None:
+        _text("dispatch key", d.key, KEY_LENGTH)
+        for name in ("run_id", "workflow", "step", "queue"):
+            _text(f"dispatch {name}", getattr(d, name))
+        for name in ("attempt", "priority", "max_deliveries"):
+            value = getattr(d, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgument(f"dispatch {name}", "must be an integer")
+
+    def _check_enqueue(
+        self,
+        conn: sa.Connection,
+        dispatches: Sequence[Dispatch],
+        statuses: Mapping[str, str] | None,
+    ) -> list[Dispatch]:
+        """Return the dispatches to insert, raising for a different intent or a dead run.
+
+        ``statuses`` are the runs' index statuses; ``None`` reads (and share-locks) them.
+        """
+        if not dispatches:
+            return []
+        keys = list(dict.fromkeys(x.key for x in dispatches))
+        existing = {row.dkey: row for row in conn.execute(self._sql["existing_keys"],
+                                                           {"keys": keys})}
+        if statuses is None:
+            run_ids = sorted({x.run_id for x in dispatches if x.key not in existing})
+            r = self.tables.runs
+            statuses = {}
+            if run_ids:
+                stmt = self._dialect.lock_shared(
+                    sa.select(r.c.run_id, r.c.status).where(r.c.run_id.in_(run_ids))
+                )
+                statuses = {row.run_id: row.status for row in conn.execute(stmt)}
+        fresh: list[Dispatch] = []
+        seen: set[str] = set()
+        for x in dispatches:
+            row = existing.get(x.key)
+            if row is not None:
+                if self._dispatch(row).intent() != x.intent():
+                    raise IdempotencyConflict(x.key, "dispatch enqueued with a different intent")
+                continue
+            if x.key in seen:
+                continue
+            status = statuses.get(x.run_id)
+            if status in TERMINAL_STATUSES:
+                raise RunTerminalError(x.run_id, "enqueue", status, "the run has ended")
+            seen.add(x.key)
+            fresh.append(x)
+        return fresh
+
+    def _insert_dispatches(self, conn: sa.Connection, fresh: Sequence[Dispatch],
+                           now: float) -> None:
+        if not fresh:
+            return
+        rows = []
+        for x in fresh:
+            visible_at = now + max(float(x.delay), 0.0)
+            rows.append({
+                "dkey": x.key, "run_id": x.run_id, "workflow": x.workflow, "step": x.step,
+                "attempt": x.attempt, "queue": x.queue, "priority": x.priority,
+                "max_deliveries": x.max_deliveries, "delay": float(x.delay),
+                "state": "pending", "visible_at": visible_at, "lane": x.queue,
+                "eligible_at": visible_at, "deliveries": 0, "fence": 0, "owner_id": None,
+                "token_hash": None, "lease_expires_at": None, "reason": None,
+                "dead_order": None, "history": "",
+            })
+        try:
+            conn.execute(self._sql["insert_dispatches"], rows)
+        except sa.exc.IntegrityError as exc:
+            if self._dialect.is_unique_violation(exc):
+                raise _KeyRace() from exc
+            raise
+
+    def _retry_key_races(self, operation: Callable[[], T]) -> T:
+        for _ in range(5):
+            try:
+                return operation()
+            except _KeyRace:
+                continue
+        raise StoreError(f"{self.name}: a dispatch key kept being inserted concurrently")
+
+    @staticmethod
+    def _live_params(lease: Lease, now: float) -> dict[str, Any]:
+        return {"b_key": lease.key, "b_token_hash": hash_token(lease.token), "b_now": now}
+
+    def _settle(self, conn: sa.Connection, lease: Lease, state: str, now: float,
+                reason: str | None = None) -> bool:
+        """Settle a live lease's dispatch (fenced); ``False`` if the lease is not live."""
+        params = self._live_params(lease, now)
+        params.update(v_state=state, v_reason=reason,
+                      v_event=_event(event=state, fence=lease.fence, at=now, reason=reason))
+        return bool(conn.execute(self._sql["settle"], params).rowcount == 1)
+
+    def _live_clause(self, lease: Lease, now: float) -> sa.ColumnElement[bool]:
+        d = self.tables.dispatches
+        return sa.and_(
+            d.c.dkey == lease.key,
+            d.c.state == "claimed",
+            d.c.token_hash == hash_token(lease.token),
+            d.c.lease_expires_at > now,
+        )
+
+    def _lost(self, conn: sa.Connection, lease: Lease, now: float) -> LeaseLostError:
+        """Explain why a fenced write matched no row (read in the same transaction)."""
+        d = self.tables.dispatches
+        row = conn.execute(
+            sa.select(d.c.state, d.c.token_hash, d.c.lease_expires_at).where(
+                d.c.dkey == lease.key
+            )
+        ).first()
+        if row is None:
+            return LeaseLostError(lease.key, "unknown dispatch")
+        if row.state != "claimed" or row.token_hash != hash_token(lease.token):
+            return LeaseLostError(lease.key, "another delivery holds it or it was settled")
+        return LeaseLostError(lease.key, "the lease expired")
+
+    def _next_dead_orders(self, conn: sa.Connection, count: int) -> list[int]:
+        """Reserve ``count`` consecutive dead-letter positions (row-locks the counter)."""
+        c = self.tables.counters
+        conn.execute(
+            sa.update(c).where(c.c.name == _DEAD_COUNTER).values(value=c.c.value + count)
+        )
+        last = int(conn.execute(sa.select(c.c.value).where(c.c.name == _DEAD_COUNTER)).scalar_one())
+        return list(range(last - count + 1, last + 1))
+
+    # ------------------------------------------------------------------ delivery
+
+    def enqueue(self, dispatches: Sequence[Dispatch]) -> None:
+        for x in dispatches:
+            self._validate_dispatch(x)
+        if not dispatches:
+            return
+
+        def body(conn: sa.Connection) -> None:
+            fresh = self._check_enqueue(conn, dispatches, None)
+            self._insert_dispatches(conn, fresh, self.clock.now())
+
+        self._retry_key_races(lambda: self._run(body, write=True))
+
+    def _candidates(self, conn: sa.Connection, queue: str, want: int, now: float) -> list[Any]:
+        """Lock up to ``want`` claimable rows of one queue, in claim order.
+
+        Priorities are visited one level at a time (``priority = MIN(priority) > floor``),
+        so each statement is a bounded range scan of the claim index, whatever the number
+        of dispatches scheduled for later or under unexpired leases.
+        """
+        found: list[Any] = []
+        floor: int | None = None
+        while len(found) < want:
+            params = {"queue": queue, "floor": floor, "now": now, "want": want - len(found)}
+            stmt = self._sql["candidates"][floor is not None]
+            rows = conn.execute(stmt, params).all()
+            if rows:
+                found += rows
+                floor = int(rows[0].priority)
+                continue
+            # Nothing visible at that level: step past it, or stop if it was the last.
+            nxt = conn.execute(self._sql["level"][floor is not None], params).scalar()
+            if nxt is None:
+                break
+            floor = int(nxt)
+        return found
+
+    def claim(
+        self, owner_id: str, *, lease_for: float, limit: int = 1, queues: Sequence[str] = ()
+    ) -> list[Lease]:
+        if limit < 1:
+            raise InvalidArgument("limit", "must be at least 1")
+        if lease_for <= 0:
+            raise InvalidArgument("lease_for", "must be positive")
+        _text("owner_id", owner_id)
+        names = list(dict.fromkeys(queues or ("default",)))
+
+        def body(conn: sa.Connection) -> list[Lease]:
+            now = self.clock.now()
+            expires = now + lease_for
+            leases: list[Lease] = []
+            while len(leases) < limit:
+                want = limit - len(leases)
+                rows = [r for q in names for r in self._candidates(conn, q, want, now)]
+                if not rows:
+                    break
+                rows.sort(key=lambda r: (r.priority, r.eligible_at, r.dkey))
+                rows = rows[:want]
+                doomed = [r for r in rows if r.deliveries >= r.max_deliveries]
+                taken = [r for r in rows if r.deliveries < r.max_deliveries]
+                if taken:
+                    leases += self._take(conn, taken, owner_id, now, expires)
+                if not doomed:
+                    break
+                self._bury_rows(conn, doomed, "delivery_limit_exceeded", now)
+            return leases
+
+        return self._run(body, write=True)
+
+    @staticmethod
+    def _expired_event(row: Any) -> str:
+        if row.state == "claimed":
+            return _event(event="lease_expired", fence=int(row.fence), owner=row.owner_id)
+        return ""
+
+    def _take(self, conn: sa.Connection, rows: list[Any], owner_id: str, now: float,
+              expires: float) -> list[Lease]:
+        tokens = {row.id: new_token() for row in rows}
+        events = {
+            row.id: self._expired_event(row)
+            + _event(event="claimed", fence=int(row.fence) + 1, owner=owner_id, at=now)
+            for row in rows
+        }
+        if len(rows) == 1:  # the common case (execute_next), as one prebuilt statement
+            (row,) = rows
+            conn.execute(self._sql["take_one"], {
+                "b_id": row.id, "v_owner": owner_id, "v_hash": hash_token(tokens[row.id]),
+                "v_expires": expires, "v_event": events[row.id],
+            })
+        else:
+            self._take_many(conn, tokens, events, owner_id, expires)
+        return [
+            Lease(
+                dispatch=self._dispatch(row),
+                owner_id=owner_id,
+                token=tokens[row.id],
+                fence=int(row.fence) + 1,
+                delivery=int(row.deliveries) + 1,
+                expires_at=expires,
+            )
+            for row in rows
+        ]
+
+    def _take_many(self, conn: sa.Connection, tokens: dict[int, str], events: dict[int, str],
+                   owner_id: str, expires: float) -> None:
+        """Claim several rows in one UPDATE (per-row token and history via CASE)."""
+        d = self.tables.dispatches
+        conn.execute(
+            sa.update(d)
+            .where(d.c.id.in_(list(tokens)))
+            .values(
+                state="claimed",
+                deliveries=d.c.deliveries + 1,
+                fence=d.c.fence + 1,
+                owner_id=owner_id,
+                token_hash=sa.case({i: hash_token(t) for i, t in tokens.items()},
+                                   value=d.c.id),
+                lease_expires_at=expires,
+                eligible_at=expires,
+                history=d.c.history + sa.case(events, value=d.c.id),
+            )
+        )
+
+    def _bury_rows(self, conn: sa.Connection, rows: list[Any], reason: str,
+                   now: float) -> None:
+        d = self.tables.dispatches
+        orders = dict(zip((r.id for r in rows), self._next_dead_orders(conn, len(rows)),
+                          strict=True))
+        events = {
+            r.id: self._expired_event(r) + _event(event="dead_lettered", reason=reason, at=now)
+            for r in rows
+        }
+        conn.execute(
+            sa.update(d)
+            .where(d.c.id.in_(list(orders)))
+            .values(
+                state="dead_lettered", reason=reason, lease_expires_at=None, token_hash=None,
+                lane=None, eligible_at=None,
+                dead_order=sa.case(orders, value=d.c.id),
+                history=d.c.history + sa.case(events, value=d.c.id),
+            )
+        )
+
+    def heartbeat(self, lease: Lease, *, lease_for: float) -> Lease:
+        if lease_for <= 0:
+            raise InvalidArgument("lease_for", "must be positive")
+
+        def body(conn: sa.Connection) -> Lease:
+            now = self.clock.now()
+            expires = now + lease_for
+            params = {**self._live_params(lease, now), "v_expires": expires}
+            if conn.execute(self._sql["extend"], params).rowcount != 1:
+                raise self._lost(conn, lease, now)
+            return replace(lease, expires_at=expires)
+
+        return self._run(body, write=True)
+
+    def complete(self, lease: Lease) -> None:
+        d = self.tables.dispatches
+
+        def body(conn: sa.Connection) -> None:
+            now = self.clock.now()
+            if self._settle(conn, lease, "completed", now):
+                return
+            row = conn.execute(
+                sa.select(d.c.state, d.c.token_hash).where(d.c.dkey == lease.key)
+            ).first()
+            if row is not None and row.state == "completed" and (
+                row.token_hash == hash_token(lease.token)
+            ):
+                return  # completed before by this same lease: idempotent
+            raise self._lost(conn, lease, now)
+
+        self._run(body, write=True)
+
+    def retry(self, lease: Lease, *, delay: float = 0.0, reason: str | None = None) -> None:
+        d = self.tables.dispatches
+
+        def body(conn: sa.Connection) -> None:
+            now = self.clock.now()
+            visible_at = now + max(delay, 0.0)
+            done = conn.execute(
+                sa.update(d).where(self._live_clause(lease, now)).values(
+                    state="pending", visible_at=visible_at, eligible_at=visible_at,
+                    lane=d.c.queue, lease_expires_at=None, token_hash=None,
+                    history=d.c.history + _event(event="retried", fence=lease.fence, at=now,
+                                                 reason=reason),
+                )
+            )
+            if done.rowcount != 1:
+                raise self._lost(conn, lease, now)
+
+        self._run(body, write=True)
+
+    def dead_letter(self, lease: Lease, reason: str) -> None:
+        d = self.tables.dispatches
+
+        def body(conn: sa.Connection) -> None:
+            now = self.clock.now()
+            (order,) = self._next_dead_orders(conn, 1)
+            done = conn.execute(
+                sa.update(d).where(self._live_clause(lease, now)).values(
+                    state="dead_lettered", reason=reason, lease_expires_at=None,
+                    token_hash=None, lane=None, eligible_at=None, dead_order=order,
+                    history=d.c.history + _event(event="dead_lettered", reason=reason, at=now),
+                )
+            )
+            if done.rowcount != 1:
+                raise self._lost(conn, lease, now)
+
+        self._run(body, write=True)
+
+    def dead_letters(
+        self, *, queue: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        if limit < 1:
+            raise InvalidArgument("limit", "must be at least 1")
+        after = 0
+        if cursor is not None:
+            try:
+                after = int(decode_cursor(cursor, 1)[0])
+            except (TypeError, ValueError):
+                raise InvalidArgument("cursor", "not a cursor returned by a listing") from None
+        d = self.tables.dispatches
+        stmt = sa.select(d).where(d.c.dead_order.is_not(None), d.c.dead_order > after)
+        if queue is not None:
+            stmt = stmt.where(d.c.queue == queue)
+        stmt = stmt.order_by(d.c.dead_order).limit(limit + 1)
+
+        def body(conn: sa.Connection) -> Page:
+            now = self.clock.now()
+            rows = conn.execute(stmt).all()
+            items = [self._record(row, now) for row in rows[:limit]]
+            nxt = encode_cursor(int(rows[limit - 1].dead_order)) if len(rows) > limit else None
+            return Page(items=items, next_cursor=nxt)
+
+        return self._run(body, write=False)
+
+    def redrive(self, dispatch_key: str, *, delay: float = 0.0) -> None:
+        d, r = self.tables.dispatches, self.tables.runs
+
+        def body(conn: sa.Connection) -> None:
+            row = conn.execute(
+                sa.select(d.c.id, d.c.state, d.c.run_id).where(d.c.dkey == dispatch_key)
+            ).first()
+            if row is None or row.state != "dead_lettered":
+                raise DispatchNotFound(dispatch_key, "not dead-lettered")
+            status = conn.execute(
+                self._dialect.lock_shared(sa.select(r.c.status).where(r.c.run_id == row.run_id))
+            ).scalar()
+            if status in TERMINAL_STATUSES:
+                raise RunTerminalError(row.run_id, "redrive", status, "the run has ended")
+            now = self.clock.now()
+            visible_at = now + max(delay, 0.0)
+            done = conn.execute(
+                sa.update(d).where(d.c.id == row.id, d.c.state == "dead_lettered").values(
+                    state="pending", deliveries=0, reason=None, visible_at=visible_at,
+                    eligible_at=visible_at, lane=d.c.queue, dead_order=None,
+                    history=d.c.history + _event(event="redriven", at=now),
+                )
+            )
+            if done.rowcount != 1:
+                raise DispatchNotFound(dispatch_key, "not dead-lettered")
+
+        self._run(body, write=True)
+
+    def dispatches(self, run_id: str) -> list[DispatchRecord]:
+        d = self.tables.dispatches
+        stmt = sa.select(d).where(d.c.run_id == run_id).order_by(d.c.id)
+
+        def body(conn: sa.Connection) -> list[DispatchRecord]:
+            now = self.clock.now()
+            return [self._record(row, now) for row in conn.execute(stmt)]
+
+        return self._run(body, write=False)
+
+    def _queue_names(self, conn: sa.Connection) -> list[str]:
+        """Every queue that has dispatches: a loose index scan, one probe per queue."""
+        d = self.tables.dispatches
+        names: list[str] = []
+        probe = sa.select(sa.func.min(d.c.queue))
+        name = conn.execute(probe).scalar()
+        while name is not None:
+            names.append(name)
+            name = conn.execute(probe.where(d.c.queue > name)).scalar()
+        return names
+
+    def depth(self, queues: Sequence[str] | None = None) -> dict[str, QueueDepth]:
+        d = self.tables.dispatches
+
+        def body(conn: sa.Connection) -> dict[str, QueueDepth]:
+            now = self.clock.now()
+            names = list(dict.fromkeys(queues)) if queues is not None else self._queue_names(conn)
+            if not names:
+                return {}
+            visible = sa.and_(d.c.state == "pending", d.c.visible_at <= now)
+            live = conn.execute(
+                sa.select(
+                    d.c.lane,
+                    sa.func.sum(sa.case((visible, 1), else_=0)),
+                    sa.func.sum(sa.case((sa.and_(d.c.state == "pending",
+                                                 d.c.visible_at > now), 1), else_=0)),
+                    sa.func.sum(sa.case((d.c.state == "claimed", 1), else_=0)),
+                    sa.func.min(sa.case((visible, d.c.visible_at), else_=None)),
+                )
+                .where(d.c.lane.in_(names))
+                .group_by(d.c.lane)
+            ).all()
+            dead = conn.execute(
+                sa.select(d.c.queue, sa.func.count())
+                .where(d.c.dead_order.is_not(None), d.c.queue.in_(names))
+                .group_by(d.c.queue)
+            ).all()
+            counts: dict[str, dict[str, Any]] = {
+                name: {"visible": 0, "scheduled": 0, "claimed": 0, "dead": 0,
+                       "oldest_visible_at": None}
+                for name in names
+            }
+            for lane, vis, sched, claimed, oldest in live:
+                counts[lane].update(
+                    visible=int(vis or 0), scheduled=int(sched or 0),
+                    claimed=int(claimed or 0),
+                    oldest_visible_at=None if oldest is None else float(oldest),
+                )
+            for queue, count in dead:
+                counts[queue]["dead"] = int(count)
+            return {name: QueueDepth(**c) for name, c in counts.items()}
+
+        return self._run(body, write=False)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self, commit: Commit) -> CommitResult:
+        check_commit(commit)
+        run_id = commit.run_id
+        _text("run_id", run_id)
+        for x in commit.enqueue:
+            self._validate_dispatch(x)
+        fact_rows = self._fact_rows(run_id, commit.facts)
+        entry = commit.run
+        run_row = {
+            "run_id": run_id, "workflow": _text("workflow", entry.workflow),
+            "trigger": _text("trigger", entry.trigger), "status": _text("status", entry.status, 16),
+            "queue": _text("queue", entry.queue), "created_at": float(entry.created_at),
+            "updated_at": float(entry.updated_at), "last_seq": int(entry.last_seq),
+            "parent_run_id": (None if entry.parent_run_id is None
+                              else _text("parent_run_id", entry.parent_run_id)),
+        }
+        run_params = {f"v_{name}": value for name, value in run_row.items()}
+        checkpoint_params = (
+            self._checkpoint_params(run_id, commit.checkpoint)
+            if commit.checkpoint is not None else None
+        )
+        expected, count = commit.expected_seq, len(commit.facts)
+
+        def body(conn: sa.Connection) -> CommitResult:
+            now = self.clock.now()
+            head_v, status = conn.execute(self._sql["head_status"], {"run_id": run_id}).one()
+            head = int(head_v or 0)
+            # 1. an identical commit already applied: a resend after a lost reply.
+            if self._is_replay(conn, run_id, head, expected, commit.facts):
+                return CommitResult(head, replayed=True)
+            # 2. the settled lease must be current and unexpired (settles it, fenced).
+            lease = commit.settle
+            if lease is not None and not self._settle(conn, lease, "completed", now):
+                raise self._lost(conn, lease, now)
+            # 3. the journal must be where the writer left it.
+            if head != expected:
+                raise AppendConflict(run_id, expected, head)
+            # 4. no new work for a run that has ended.
+            if commit.enqueue and status in TERMINAL_STATUSES:
+                raise RunTerminalError(run_id, "schedule", status, "the run has ended")
+            # 5. every enqueued key is new or the same intent.
+            fresh = self._check_enqueue(conn, commit.enqueue, {})
+            if fact_rows:
+                self._insert_facts(conn, run_id, expected, fact_rows)
+            self._insert_dispatches(conn, fresh, now)
+            conn.execute(self._sql["upsert_run"], run_params)
+            if checkpoint_params is not None:
+                conn.execute(self._sql["upsert_checkpoint"], checkpoint_params)
+            if commit.terminal:
+                self._fail_others(conn, run_id, now)
+            return CommitResult(expected + count)
+
+        try:
+            return self._retry_key_races(lambda: self._run(body, write=True))
+        except AppendConflict as exc:
+            raise self._conflict_with_head(exc) from None
+
+    def _fail_others(self, conn: sa.Connection, run_id: str, now: float) -> None:
+        """Fail every pending or claimed dispatch of a run that just ended."""
+        d = self.tables.dispatches
+        event = (
+            sa.literal('{"event":"failed","fence":')
+            + sa.cast(d.c.fence, sa.String)
+            + sa.literal(f',"at":{_json.dumps(now)},"reason":"run_terminal"}}\n')
+        )
+        conn.execute(
+            sa.update(d)
+            .where(d.c.run_id == run_id, d.c.state.in_(("pending", "claimed")))
+            .values(
+                state="failed", reason="run_terminal", lane=None, eligible_at=None,
+                lease_expires_at=None, history=d.c.history + event,
+            )
+        )
+
+    # ------------------------------------------------------------------ misc
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        raise CapabilityNotSupported(self.name, "wake_up")
+
+    def close(self) -> None:
+        """Dispose of the connection pool; the store is unusable afterwards."""
+        self._closed = True
+        self._engine.dispose()
