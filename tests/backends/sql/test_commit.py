@@ -1,0 +1,156 @@
+"""The atomic commit of the SQL store: every check of ``Commit``'s docstring, per dialect.
+
+Each failing commit is shown to write nothing: not its facts, not its dispatches, not the
+index row, not the checkpoint, and not the settlement of its lease.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sql_helpers import dispatch, entry, facts, settle, start
+
+from squidie_backends.sql import SQLStore
+from squidie_core import ManualClock
+from squidie_core.errors import (
+    AppendConflict,
+    IdempotencyConflict,
+    LeaseLostError,
+    RunTerminalError,
+)
+from squidie_core.storage import Checkpoint, Commit, CommitResult
+
+
+def _snapshot(store: SQLStore, run_id: str) -> tuple[object, ...]:
+    return (store.read(run_id), store.get_run(run_id), store.read_checkpoint(run_id),
+            store.dispatches(run_id))
+
+
+def test_commit_appends_enqueues_settles_and_indexes(sql_store: SQLStore) -> None:
+    start(sql_store, "r", dispatch("r", "a"))
+    [lease] = sql_store.claim("w", lease_for=30)
+    result = settle(sql_store, lease, 1, n=2, enqueue=(dispatch("r", "b"), dispatch("r", "c")))
+    assert result == CommitResult(last_seq=3)
+    assert sql_store.head("r") == 3
+    states = {x.dispatch.step: x.state for x in sql_store.dispatches("r")}
+    assert states == {"a": "completed", "b": "available", "c": "available"}
+    assert sql_store.get_run("r") == entry("r", last_seq=3)
+
+
+def test_replay_of_an_identical_commit(sql_store: SQLStore) -> None:
+    start(sql_store, "r", dispatch("r", "a"))
+    [lease] = sql_store.claim("w", lease_for=30)
+    commit = Commit("r", 1, facts(2, 2), entry("r", last_seq=3),
+                    enqueue=[dispatch("r", "b")], settle=lease,
+                    checkpoint=Checkpoint(3, "state@3"))
+    assert sql_store.commit(commit) == CommitResult(3)
+    before = _snapshot(sql_store, "r")
+    # The reply was lost and the runtime sends it again: nothing new is written, even
+    # though the lease it carries is no longer current.
+    assert sql_store.commit(commit) == CommitResult(3, replayed=True)
+    assert _snapshot(sql_store, "r") == before
+
+
+def test_stale_lease_fails_first_and_writes_nothing(sql_store: SQLStore,
+                                                    clock: ManualClock) -> None:
+    start(sql_store, "r", dispatch("r", "a"))
+    [old] = sql_store.claim("A", lease_for=10)
+    clock.advance(10)
+    [new] = sql_store.claim("B", lease_for=10)
+    before = _snapshot(sql_store, "r")
+    # Check 2 comes before check 3: a stale lease with a stale sequence is LeaseLost.
+    with pytest.raises(LeaseLostError):
+        sql_store.commit(Commit("r", 0, facts(1, 1, x=1), entry("r"), settle=old))
+    with pytest.raises(LeaseLostError):
+        settle(sql_store, old, 1, enqueue=(dispatch("r", "b"),))
+    assert _snapshot(sql_store, "r") == before
+    settle(sql_store, new, 1)
+    assert sql_store.dispatches("r")[0].state == "completed"
+
+
+def test_expired_lease_cannot_commit(sql_store: SQLStore, clock: ManualClock) -> None:
+    start(sql_store, "r", dispatch("r", "a"))
+    [lease] = sql_store.claim("A", lease_for=10)
+    clock.advance(10)  # nobody took it over, but the lease has lapsed
+    before = _snapshot(sql_store, "r")
+    with pytest.raises(LeaseLostError, match="expired"):
+        settle(sql_store, lease, 1)
+    assert _snapshot(sql_store, "r") == before
+
+
+def test_stale_sequence_conflicts_and_keeps_the_lease(sql_store: SQLStore) -> None:
+    start(sql_store, "r", dispatch("r", "a"), count=2)
+    [lease] = sql_store.claim("w", lease_for=30)
+    before = _snapshot(sql_store, "r")
+    with pytest.raises(AppendConflict) as info:
+        settle(sql_store, lease, 1, enqueue=(dispatch("r", "b"),), outcome="ok")
+    assert (info.value.expected_seq, info.value.actual_seq) == (1, 2)
+    assert _snapshot(sql_store, "r") == before
+    # The lease was not consumed by the failed attempt: re-planned, the commit succeeds.
+    settle(sql_store, lease, 2)
+    assert sql_store.dispatches("r")[0].state == "completed"
+
+
+def test_terminal_run_refuses_new_work(sql_store: SQLStore) -> None:
+    start(sql_store, "r", status="failed")
+    before = _snapshot(sql_store, "r")
+    with pytest.raises(RunTerminalError):
+        sql_store.commit(Commit("r", 1, facts(2, 1), entry("r", "failed", last_seq=2),
+                                enqueue=[dispatch("r", "late")]))
+    assert _snapshot(sql_store, "r") == before
+    # Receipts without new work are still accepted (e.g. a replay request).
+    sql_store.commit(Commit("r", 1, facts(2, 1), entry("r", "failed", last_seq=2)))
+    assert sql_store.head("r") == 2
+
+
+def test_enqueue_with_a_different_intent_conflicts(sql_store: SQLStore) -> None:
+    start(sql_store, "r", dispatch("r", "a"))
+    [lease] = sql_store.claim("w", lease_for=30)
+    before = _snapshot(sql_store, "r")
+    with pytest.raises(IdempotencyConflict):
+        settle(sql_store, lease, 1, enqueue=(dispatch("r", "a", priority=3),))
+    assert _snapshot(sql_store, "r") == before
+    # The same intent is skipped, not an error.
+    settle(sql_store, lease, 1, enqueue=(dispatch("r", "a"), dispatch("r", "b")))
+    assert [x.dispatch.step for x in sql_store.dispatches("r")] == ["a", "b"]
+
+
+def test_terminal_commit_fences_every_other_dispatch(sql_store: SQLStore,
+                                                     clock: ManualClock) -> None:
+    start(sql_store, "r", dispatch("r", "a"), dispatch("r", "b"), dispatch("r", "c", delay=60))
+    leases = sql_store.claim("w", lease_for=30, limit=2)
+    a, b = leases
+    # "a" finishes the run (say, a cancel raced "b"); "b" and the scheduled "c" die with it.
+    settle(sql_store, a, 1, status="cancelled")
+    records = {x.dispatch.step: x for x in sql_store.dispatches("r")}
+    assert {k: (v.state, v.reason) for k, v in records.items()} == {
+        "a": ("completed", None), "b": ("failed", "run_terminal"), "c": ("failed", "run_terminal"),
+    }
+    assert records["b"].history[-1] == {"event": "failed", "fence": 1, "at": clock.now(),
+                                        "reason": "run_terminal"}
+    with pytest.raises(LeaseLostError):
+        settle(sql_store, b, 2)
+    with pytest.raises(LeaseLostError):
+        sql_store.heartbeat(b, lease_for=30)
+    clock.advance(120)
+    assert sql_store.claim("w", lease_for=30, limit=5) == []
+    with pytest.raises(RunTerminalError):
+        sql_store.enqueue([dispatch("r", "d")])
+
+
+def test_checkpoint_written_with_the_commit(sql_store: SQLStore) -> None:
+    start(sql_store, "r")
+    sql_store.commit(Commit("r", 1, facts(2, 1), entry("r", last_seq=2),
+                            checkpoint=Checkpoint(2, "state@2")))
+    assert sql_store.read_checkpoint("r") == Checkpoint(2, "state@2")
+    sql_store.write_checkpoint("r", Checkpoint(9, "newer"))
+    sql_store.commit(Commit("r", 2, facts(3, 1), entry("r", last_seq=3),
+                            checkpoint=Checkpoint(3, "older")))
+    assert sql_store.read_checkpoint("r") == Checkpoint(9, "newer")
+
+
+def test_malformed_commit_is_a_caller_bug(sql_store: SQLStore) -> None:
+    with pytest.raises(ValueError):
+        sql_store.commit(Commit("r", 0, facts(2, 1), entry("r")))
+    with pytest.raises(ValueError):
+        sql_store.commit(Commit("r", 0, facts(1, 1), entry("other")))
+    assert sql_store.head("r") == 0

@@ -1,0 +1,249 @@
+"""The worker loop and the cron scheduler, in process, on the memory store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import _flows as f
+import pytest
+
+from squidie_core import COMPLETE, Squidie, Workflow, manual, step, transition
+from squidie_core._scheduler import Scheduler, due_windows
+from squidie_core._worker import Worker
+from squidie_core.testing import Harness
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    f.reset()
+
+
+def until(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False},
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def completed(engine: Squidie, run_ids: list[str]) -> bool:
+    return all(engine.store.get_run(r).status == "completed" for r in run_ids)  # type: ignore[union-attr]
+
+
+def test_worker_drains_runs_with_several_slots(tmp_path: Path) -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    runs = [engine.start(f.Three).run_id for _ in range(60)]
+    health = tmp_path / "alive"
+    worker = Worker(engine, concurrency=4, poll_interval=0.01, max_poll_interval=0.05,
+                    health_file=health, name="w1")
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, runs))
+    worker.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert worker.stats.executed == {"ok": 180}
+    assert health.exists()
+    owners = {x.body["owner"] for r in runs for x in engine.store.read(r)
+              if x.type == "attempt_started"}
+    assert owners <= set(worker.owner_ids) and worker.owner_ids == [f"w1:{i}" for i in range(4)]
+
+
+def test_async_steps_share_the_worker_event_loop() -> None:
+    loops: list[int] = []
+
+    async def note_loop(input: Any, ctx: Any) -> dict[str, Any]:
+        import asyncio
+
+        loops.append(id(asyncio.get_running_loop()))
+        return {}
+
+    class AsyncFlow(Workflow):
+        go = manual()
+        a = step(note_loop)
+        b = step(note_loop)
+        transitions = [transition(a, on="ok", to=b), transition(b, on="ok", to=COMPLETE)]
+
+    engine = Squidie.from_url("memory://", workflows=[AsyncFlow])
+    runs = [engine.start(AsyncFlow).run_id for _ in range(5)]
+    worker = Worker(engine, concurrency=2, poll_interval=0.01, max_poll_interval=0.05)
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, runs))
+    worker.stop()
+    thread.join(10)
+    assert len(loops) == 10 and len(set(loops)) == 1
+
+
+def test_backend_errors_are_survived_with_backoff() -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    run = engine.start(f.Three).run_id
+    real_claim = engine.store.claim
+    failures = {"left": 3}
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ConnectionError("backend went away")
+        return real_claim(*args, **kwargs)
+
+    engine.store.claim = flaky_claim  # type: ignore[method-assign]
+    worker = Worker(engine, concurrency=1, poll_interval=0.001, max_error_backoff=0.01)
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, [run]))
+    worker.stop()
+    thread.join(10)
+    assert worker.stats.errors == 3
+
+
+def test_graceful_stop_lets_a_running_step_finish() -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Slow])
+    run = engine.start(f.Slow).run_id
+    started, release = threading.Event(), threading.Event()
+    f.FAIL["started"], f.FAIL["gate"] = started, release
+    worker = Worker(engine, concurrency=1, poll_interval=0.01, grace_period=10)
+    thread = run_in_thread(worker)
+    assert started.wait(10)
+    worker.stop()  # stop claiming while the step still runs
+    release.set()
+    thread.join(15)
+    assert not thread.is_alive()
+    facts = [x.type for x in engine.store.read(run)]
+    assert facts.count("attempt_succeeded") == 1  # the running step committed
+    assert engine.store.get_run(run).status == "running"  # type: ignore[union-attr]
+    assert worker.stats.executed == {"ok": 1}  # nothing new was claimed
+
+
+def test_health_endpoint() -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    worker = Worker(engine, concurrency=1, poll_interval=0.01, health_port=0)
+    thread = run_in_thread(worker)
+    until(lambda: worker.health_address is not None)
+    host, port = worker.health_address  # type: ignore[misc]
+    with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as response:
+        body = json.loads(response.read())
+    assert response.status == 200 and body["status"] == "ok" and "executed" in body
+    worker.stop()
+    thread.join(10)
+
+
+def test_unknown_workflow_is_dead_lettered_not_a_crash() -> None:
+    h = Harness(f.Three, f.Timer)
+    bad = h.start(f.Three).run_id
+    good = h.start(f.Timer).run_id
+    engine = Squidie(h.store, workflows=[f.Timer])
+    worker = Worker(engine, concurrency=1, poll_interval=0.01, max_poll_interval=0.02,
+                    queues=["default"])
+    thread = run_in_thread(worker)
+    until(lambda: h.inspect(good)["attempts"].get("before", {}).get("status") == "completed"
+          and bool(h.engine.dead_letters().items))
+    worker.stop()
+    thread.join(10)
+    assert h.engine.dead_letters().items[0].dispatch.run_id == bad
+    assert worker.stats.executed.get("dead_lettered") == 1
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_due_windows_in_a_timezone_across_dst() -> None:
+    windows = list(due_windows("0 2 * * *", "Europe/Paris", utc(2026, 3, 27, 12),
+                               utc(2026, 3, 30, 12)))
+    fires = [w[1].isoformat() for w in windows]
+    # 02:00 Paris is 01:00 UTC in winter; on 29 March 02:00 does not exist (03:00 CEST).
+    assert fires == ["2026-03-28T01:00:00+00:00", "2026-03-29T01:00:00+00:00",
+                     "2026-03-30T00:00:00+00:00"]
+    assert all(prev < fire for prev, fire in windows)
+    assert windows[1][0] == windows[0][1]
+
+
+def test_scheduler_starts_one_run_per_window_even_with_two_schedulers() -> None:
+    h = Harness(f.Nightly, start=utc(2026, 11, 24, 0, 0).timestamp())
+    one = Scheduler(h.engine, misfire="skip")
+    two = Scheduler(Squidie(h.store, workflows=[f.Nightly]), misfire="skip")
+    assert one.run_once() == [] and two.run_once() == []
+    h.advance_time(3 * 86400)  # three nights, two triggers each
+    created = one.run_once() + two.run_once()
+    runs = h.engine.list_runs(workflow="Nightly", limit=100).items
+    assert len(runs) == 6 and len(created) == 6
+    per_trigger = Counter(r.trigger for r in runs)
+    assert per_trigger == {"nightly": 3, "skipper": 3}
+    windows = {tuple(h.inspect(r.run_id)["context"]["schedule"]["window"]) for r in runs}
+    assert len(windows) == 6
+    assert one.run_once() == [] and two.run_once() == []
+
+
+def test_scheduler_misfire_policies() -> None:
+    start = utc(2026, 11, 24, 12, 0).timestamp()
+    skip = Harness(f.Nightly, start=start)
+    assert Scheduler(skip.engine, misfire="skip").run_once() == []
+    catch = Harness(f.Nightly, start=start)
+    started = Scheduler(catch.engine, misfire="catch_up", catch_up_window=86400,
+                        max_catch_up=1).run_once()
+    # The last 24 h held one 02:00 Paris fire and one 02:30 UTC fire.
+    assert sorted(r.trigger for r in started) == ["nightly", "skipper"]
+    many = Harness(f.Nightly, start=start)
+    bounded = Scheduler(many.engine, misfire="catch_up", catch_up_window=10 * 86400,
+                        max_catch_up=2).run_once()
+    assert Counter(r.trigger for r in bounded) == {"nightly": 2, "skipper": 2}
+
+
+def test_worker_claims_in_batches(tmp_path: Path) -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    claims: list[int] = []
+    claim = engine.store.claim
+
+    def counting_claim(*args: Any, **kwargs: Any) -> Any:
+        got = claim(*args, **kwargs)
+        claims.append(len(got))
+        return got
+
+    engine.store.claim = counting_claim  # type: ignore[method-assign]
+    runs = [engine.start(f.Three).run_id for _ in range(30)]
+    worker = Worker(engine, concurrency=2, poll_interval=0.01, max_poll_interval=0.05,
+                    claim_batch=8, name="wb")
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, runs))
+    worker.stop()
+    thread.join(10)
+    assert worker.stats.executed == {"ok": 90}
+    assert max(claims) > 1  # several dispatches came back from one claim
+    assert sum(claims) == 90
+    with pytest.raises(ValueError):
+        Worker(engine, claim_batch=0)
+
+
+def test_a_stopping_worker_puts_unstarted_leases_back() -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    runs = [engine.start(f.Three).run_id for _ in range(3)]
+    worker = Worker(engine, concurrency=1, claim_batch=3, name="ws")
+    run_lease = engine.run_lease
+
+    def stop_after_first(*args: Any, **kwargs: Any) -> Any:
+        worker.stop()  # the stop arrives while the batch's first step runs
+        return run_lease(*args, **kwargs)
+
+    engine.run_lease = stop_after_first  # type: ignore[method-assign]
+    assert worker._run_batch("ws:0") is not None
+    # The two leases never started are claimable again at once by anyone.
+    again = engine.store.claim("other", lease_for=60, limit=5, queues=["default"])
+    # The two put back (delivered before) and the successor of the one that ran.
+    assert Counter(lease.dispatch.step for lease in again) == {"one": 2, "two": 1}
+    assert {lease.dispatch.run_id for lease in again} == set(runs)
+    assert sorted(lease.delivery for lease in again) == [1, 2, 2]
