@@ -1,0 +1,52 @@
+"""Micro-benchmarks of the SQL store's hot operations (``make bench``): append, claim,
+commit (settling a lease, appending two facts and enqueueing the next dispatch)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from benchmarks.sql._common import load_backlog
+from squidie_backends.sql import SQLStore
+from squidie_core.storage import Commit, Dispatch, Fact, Lease, RunEntry
+
+
+def _entry(run_id: str, seq: int) -> RunEntry:
+    return RunEntry(run_id, "W", "go", "running", "default", 0.0, 0.0, seq)
+
+
+def test_append(benchmark: Any, bench_store: SQLStore) -> None:
+    head = itertools.count(0)
+
+    def append() -> None:
+        seq = next(head)
+        bench_store.append("r", [Fact(seq + 1, "note", 0.0, {"n": seq})], seq)
+
+    benchmark.pedantic(append, rounds=300, warmup_rounds=10)
+
+
+def test_claim(benchmark: Any, bench_store: SQLStore) -> None:
+    load_backlog(bench_store, 5_000, now=bench_store.clock.now() - 60)
+    benchmark.pedantic(lambda: bench_store.claim("w", lease_for=600), rounds=300,
+                       warmup_rounds=10)
+
+
+def test_commit(benchmark: Any, bench_store: SQLStore) -> None:
+    load_backlog(bench_store, 1_000, now=bench_store.clock.now() - 60)
+    runs = itertools.count(1)
+
+    def setup() -> tuple[tuple[Lease], dict[str, Any]]:
+        [lease] = bench_store.claim("w", lease_for=600)
+        return (lease,), {}
+
+    def commit(lease: Lease) -> None:
+        run_id = lease.dispatch.run_id
+        nxt = Dispatch(key=f"{run_id}:t:{next(runs)}", run_id=run_id, workflow="W", step="t",
+                       attempt=1)
+        bench_store.commit(Commit(
+            run_id, 0, [Fact(1, "attempt_succeeded", 0.0, {"output": {"x": 1}}),
+                        Fact(2, "dispatch_scheduled", 0.0, {"step": "t"})],
+            _entry(run_id, 2), enqueue=[nxt], settle=lease,
+        ))
+
+    benchmark.pedantic(commit, setup=setup, rounds=300, warmup_rounds=0)
