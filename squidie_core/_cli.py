@@ -26,7 +26,7 @@ import click
 
 from squidie_core._runtime import Squidie
 from squidie_core._workflow import Workflow
-from squidie_core.errors import SquidieError
+from squidie_core.errors import BackendUnavailable, SquidieError
 
 __all__ = ["cli", "load_workflows", "main"]
 
@@ -105,6 +105,51 @@ class _State:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+
+def connect_with_retry(connect: Callable[[], Squidie], *, timeout: float,
+                       stop_requested: Callable[[], bool] = lambda: False,
+                       sleep: Callable[[float], None] | None = None) -> Squidie | None:
+    """Create the engine, waiting out a backend that is down for up to ``timeout`` seconds.
+
+    Long-running processes (worker, scheduler) are often started by a supervisor at the
+    same moment as the database, or while it restarts: they retry with exponential
+    backoff (0.2 s doubling to 5 s) and log each failed attempt. Returns ``None`` if a
+    stop was requested while waiting; re-raises :class:`BackendUnavailable` once
+    ``timeout`` has passed. Any other error (bad URL, schema missing) is not retried.
+    """
+    from tenacity import (
+        Retrying,
+        retry_if_exception_type,
+        stop_after_delay,
+        wait_exponential,
+    )
+    from tenacity.stop import stop_base
+
+    class _StopRequested(stop_base):
+        def __call__(self, retry_state: Any) -> bool:
+            return stop_requested()
+
+    log = logging.getLogger("squidie.cli")
+
+    def before_sleep(state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("backend unavailable (attempt %d, retrying for up to %.0f s): %s",
+                    state.attempt_number, timeout, exc)
+
+    options: dict[str, Any] = {}
+    if sleep is not None:
+        options["sleep"] = sleep
+    retrying = Retrying(retry=retry_if_exception_type(BackendUnavailable),
+                        stop=stop_after_delay(timeout) | _StopRequested(),
+                        wait=wait_exponential(multiplier=0.2, max=5.0),
+                        before_sleep=before_sleep, reraise=True, **options)
+    try:
+        return retrying(connect)
+    except BackendUnavailable:
+        if stop_requested():
+            return None
+        raise
 
 
 def _state() -> _State:
@@ -292,6 +337,11 @@ def doctor() -> None:
 # --------------------------------------------------------------------------- host
 
 
+_CONNECT_TIMEOUT = click.option(
+    "--connect-timeout", default=60.0, show_default=True, type=click.FloatRange(0),
+    help="Seconds to keep retrying at startup while the backend is unavailable.")
+
+
 @cli.command()
 @click.option("--concurrency", "-c", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--queue", "-q", "queues", multiple=True, help="Queue to serve (repeatable).")
@@ -309,11 +359,13 @@ def doctor() -> None:
 @click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics (needs squidie[prometheus]).")
 @click.option("--log-level", default="INFO", show_default=True)
+@_CONNECT_TIMEOUT
 @handle_errors
 def worker(concurrency: int, queues: tuple[str, ...], lease_for: float,
            heartbeat: float | None, grace: float, poll: float, max_poll: float,
            claim_batch: int, name: str | None, health_file: str | None,
-           health_port: int | None, metrics_port: int | None, log_level: str) -> None:
+           health_port: int | None, metrics_port: int | None, log_level: str,
+           connect_timeout: float) -> None:
     """Run a worker: claim, run and commit step attempts until SIGTERM/SIGINT."""
     import signal
 
@@ -324,7 +376,11 @@ def worker(concurrency: int, queues: tuple[str, ...], lease_for: float,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: early.append(signum))
     logging.getLogger("squidie").setLevel(log_level.upper())
-    engine = _state().engine()
+    engine = connect_with_retry(_state().engine, timeout=connect_timeout,
+                                stop_requested=lambda: bool(early))
+    if engine is None:
+        click.echo("worker: stopped while waiting for the backend", err=True)
+        return
     if not engine.workflows:
         _fail("no workflows loaded: pass --app MODULE (or set SQUIDIE_APP)")
     w = Worker(engine, concurrency=concurrency, queues=queues or None, lease_for=lease_for,
@@ -349,22 +405,32 @@ def worker(concurrency: int, queues: tuple[str, ...], lease_for: float,
               type=click.FloatRange(0))
 @click.option("--max-catch-up", default=10, show_default=True, type=click.IntRange(0))
 @click.option("--log-level", default="INFO", show_default=True)
+@_CONNECT_TIMEOUT
 @handle_errors
 def scheduler(tick: float, misfire: str, catch_up_window: float, max_catch_up: int,
-              log_level: str) -> None:
+              log_level: str, connect_timeout: float) -> None:
     """Run the cron scheduler: start one run per due window of every cron trigger."""
     import signal
 
     from squidie_core._scheduler import Scheduler
 
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
     logging.getLogger("squidie").setLevel(log_level.upper())
-    engine = _state().engine()
+    engine = connect_with_retry(_state().engine, timeout=connect_timeout,
+                                stop_requested=lambda: bool(early))
+    if engine is None:
+        click.echo("scheduler: stopped while waiting for the backend", err=True)
+        return
     s = Scheduler(engine, tick=tick, misfire=misfire,  # type: ignore[arg-type]
                   catch_up_window=catch_up_window, max_catch_up=max_catch_up)
     if not s.triggers():
         _fail("no cron triggers in the loaded workflows (use --app MODULE)")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: s.stop())
+    if early:
+        s.stop()
     click.echo(f"scheduler: {', '.join(c.label for c in s.triggers())}", err=True)
     s.run()
 
