@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests" / "dashboard"))
 import dash_flows  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from benchmarks.sql._common import store_url  # noqa: E402
+from benchmarks.sql._common import settle_after_bulk_load, store_url  # noqa: E402
 from squidie_backends.sql import SQLStore, uninstall  # noqa: E402
 from squidie_core import Squidie  # noqa: E402
 from squidie_core.dashboard import DashboardConfig, create_app  # noqa: E402
@@ -74,26 +74,7 @@ def load_runs(store: SQLStore, count: int) -> None:
         if store.name == "mysql":
             conn.exec_driver_sql(f"SET SESSION max_recursive_iterations = {count + 1}")
         conn.execute(sa.insert(r).from_select(columns, rows))
-    raw = store._engine.raw_connection()
-    try:
-        dbapi: Any = raw.driver_connection
-        if store.name == "postgresql":
-            dbapi.autocommit = True
-            statements = [f"VACUUM ANALYZE {r.name}"]
-        elif store.name == "mysql":
-            statements = [f"ANALYZE TABLE {r.name}"]
-        else:
-            statements = ["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"]
-        cursor = dbapi.cursor()
-        for statement in statements:
-            cursor.execute(statement)
-            if cursor.description:
-                cursor.fetchall()
-        cursor.close()
-        if store.name == "postgresql":
-            dbapi.autocommit = False
-    finally:
-        raw.close()
+    settle_after_bulk_load(store, r.name)
 
 
 def real_runs(engine: Squidie, count: int) -> str:

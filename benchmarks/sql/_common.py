@@ -49,16 +49,20 @@ def load_backlog(store: SQLStore, count: int, *, queue: str = "default", now: fl
         if store.name == "mysql":
             conn.exec_driver_sql(f"SET SESSION max_recursive_iterations = {count + 1}")
         conn.execute(sa.insert(d).from_select(columns, rows))
-    # Settle the database after the bulk load so the measurement does not pay for it:
-    # statistics, the visibility map, and the checkpoint the load's WAL triggers.
+    settle_after_bulk_load(store, d.name)
+
+
+def settle_after_bulk_load(store: SQLStore, table: str) -> None:
+    """Settle the database after a bulk load so a measurement does not pay for it:
+    statistics, the visibility map, and the checkpoint the load's WAL triggers."""
     raw = store._engine.raw_connection()  # a driver connection, outside any transaction
     try:
         dbapi: Any = raw.driver_connection
         if store.name == "postgresql":
             dbapi.autocommit = True  # VACUUM refuses to run in a transaction
-            statements = [f"VACUUM ANALYZE {d.name}", "CHECKPOINT"]
+            statements = [f"VACUUM ANALYZE {table}", "CHECKPOINT"]
         elif store.name == "mysql":
-            statements = [f"ANALYZE TABLE {d.name}"]
+            statements = [f"ANALYZE TABLE {table}"]
         else:  # sqlite3 here runs without implicit transactions (isolation_level=None)
             statements = ["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"]
         cursor = dbapi.cursor()
