@@ -40,6 +40,9 @@ __all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger("squidie.worker")
 
+#: Longest single wake-up wait, so stop() is noticed promptly during a long idle wait.
+_WAKE_SLICE = 0.5
+
 
 @dataclass
 class WorkerStats:
@@ -309,8 +312,14 @@ class Worker:
         delay *= self._rng.uniform(0.5, 1.0)
         store = self.engine.store
         if store.capabilities.wake_up:
+            # In slices, so that stop() is honoured within one slice however long the wait.
+            deadline = time.monotonic() + delay
             try:
-                store.wait_for_work(self.queues, delay)
+                while not self._stop.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or store.wait_for_work(
+                            self.queues, min(remaining, _WAKE_SLICE)):
+                        return
                 return
             except Exception as exc:
                 log.debug("wake-up hint failed: %s", exc)

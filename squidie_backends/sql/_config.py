@@ -32,6 +32,7 @@ OPTIONS: dict[str, Any] = {
     "schema": None,
     "synchronous": "full",
     "synchronous_commit": None,
+    "notify": None,
     "auto_install": True,
     "busy_timeout": 10.0,
     "pool_size": 5,
@@ -149,6 +150,12 @@ def parse_config(url: str | URL, options: Mapping[str, Any] | None = None) -> Co
         if not isinstance(dialect, PostgresDialect):
             raise InvalidArgument("synchronous_commit", "is a PostgreSQL option")
         resolved["synchronous_commit"] = commit_mode
+    if resolved["notify"] is None:
+        resolved["notify"] = isinstance(dialect, PostgresDialect)
+    else:
+        resolved["notify"] = _bool("notify", resolved["notify"])
+        if resolved["notify"] and not isinstance(dialect, PostgresDialect):
+            raise InvalidArgument("notify", "is a PostgreSQL option (LISTEN/NOTIFY)")
     resolved["auto_install"] = _bool("auto_install", resolved["auto_install"])
     resolved["busy_timeout"] = _number("busy_timeout", resolved["busy_timeout"], float, 0.0)
     resolved["pool_size"] = _number("pool_size", resolved["pool_size"], int, 1)

@@ -18,13 +18,14 @@ _INSTALL = "squidie_backends.sql._plugin:install_schema"
 _DOCTOR = "squidie_backends.sql._plugin:doctor_findings"
 
 
-def _capabilities(networked: bool) -> Capabilities:
+def _capabilities(networked: bool, wake_up: bool = False) -> Capabilities:
     # Mirrors squidie_backends.sql._store.capabilities_for without importing SQLAlchemy.
     return Capabilities(
         durable=True,
         multi_process=True,
         multi_node=networked,
         priorities=True,
+        wake_up=wake_up,
         visibility_precision=0.0,
         max_value_bytes=None,
     )
@@ -50,8 +51,9 @@ def squidie_register_backends() -> list[BackendInfo]:
             factory=_FACTORY,
             requires=("psycopg", "sqlalchemy"),
             extra="postgres",
-            description="PostgreSQL via SQLAlchemy Core and psycopg 3 (SKIP LOCKED claims)",
-            capabilities=_capabilities(networked=True),
+            description="PostgreSQL via SQLAlchemy Core and psycopg 3 (SKIP LOCKED claims, "
+                        "LISTEN/NOTIFY wake-ups)",
+            capabilities=_capabilities(networked=True, wake_up=True),
             install=_INSTALL,
             doctor=_DOCTOR,
         ),

@@ -49,7 +49,7 @@ Two commits at the same sequence::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -64,6 +64,7 @@ from tenacity import (
 from squidie_backends.sql._config import Config, make_engine, parse_config
 from squidie_backends.sql._errors import category_of, map_errors
 from squidie_backends.sql._manage import apply_migrations, read_version
+from squidie_backends.sql._notify import PgWakeUps, channel_for
 from squidie_backends.sql._schema import (
     ID_LENGTH,
     KEY_LENGTH,
@@ -117,15 +118,19 @@ _HISTORY_LIMIT = 50
 _DEAD_COUNTER = "dead_order"
 
 
-def capabilities_for(dialect_name: str) -> Capabilities:
-    """The capabilities a SQL store on ``dialect_name`` declares."""
+def capabilities_for(dialect_name: str, *, notify: bool | None = None) -> Capabilities:
+    """The capabilities a SQL store on ``dialect_name`` declares.
+
+    ``wake_up`` is PostgreSQL's ``LISTEN``/``NOTIFY`` (on unless ``notify`` is false).
+    """
     networked = dialect_name != "sqlite"
+    postgres = dialect_name == "postgresql"
     return Capabilities(
         durable=True,
         multi_process=True,
         multi_node=networked,
         priorities=True,
-        wake_up=False,
+        wake_up=postgres and notify is not False,
         # The injected clock's instant is compared with stored doubles exactly.
         visibility_precision=0.0,
         # MariaDB's default max_allowed_packet is 16 MiB and a commit may carry a value
@@ -182,10 +187,11 @@ class SQLStore:
         self._dialect = self._config.dialect
         self.name: str = self._dialect.name
         self.clock: Clock = clock or SystemClock()
-        self.capabilities: Capabilities = capabilities_for(self.name)
+        opts = self._config.options
+        self.capabilities: Capabilities = capabilities_for(self.name,
+                                                           notify=bool(opts["notify"]))
         self.tables = build_tables(self._config.prefix, self._config.schema)
         self._closed = False
-        opts = self._config.options
         self._retrying = Retrying(
             retry=retry_if_exception(self._transient),
             stop=stop_after_attempt(int(opts["retry_attempts"])),
@@ -193,6 +199,8 @@ class SQLStore:
             reraise=True,
         )
         self._engine = make_engine(self._config)
+        self._wake = (PgWakeUps(self._engine, channel_for(self.prefix, self._config.schema))
+                      if self.capabilities.wake_up else None)
         self._sql = self._prepare()
         try:
             self._open(bool(opts["auto_install"]))
@@ -319,6 +327,7 @@ class SQLStore:
             ),
             "existing_keys": sa.select(d).where(d.c.dkey.in_(p("keys", expanding=True))),
             "level": {False: level(False), True: level(True)},
+            "notify": sa.text("SELECT pg_notify(:channel, :queue)"),
             "candidates": {False: candidates(False), True: candidates(True)},
         }
 
@@ -592,8 +601,15 @@ class SQLStore:
             fresh.append(x)
         return fresh
 
+    def _announce(self, conn: sa.Connection, queues: Iterable[str]) -> None:
+        """Wake idle workers of ``queues`` when this transaction commits (PostgreSQL)."""
+        if self._wake is not None:
+            for queue in sorted(set(queues)):
+                conn.execute(self._sql["notify"], {"channel": self._wake.channel,
+                                                   "queue": queue})
+
     def _insert_dispatches(self, conn: sa.Connection, fresh: Sequence[Dispatch],
-                           now: float) -> None:
+                           now: float, *, announce: bool = False) -> None:
         if not fresh:
             return
         rows = []
@@ -614,6 +630,8 @@ class SQLStore:
             if self._dialect.is_unique_violation(exc):
                 raise _KeyRace() from exc
             raise
+        if announce:
+            self._announce(conn, (x.queue for x in fresh if x.delay <= 0))
 
     def _retry_key_races(self, operation: Callable[[], T]) -> T:
         for _ in range(5):
@@ -677,7 +695,7 @@ class SQLStore:
 
         def body(conn: sa.Connection) -> None:
             fresh = self._check_enqueue(conn, dispatches, None)
-            self._insert_dispatches(conn, fresh, self.clock.now())
+            self._insert_dispatches(conn, fresh, self.clock.now(), announce=True)
 
         self._retry_key_races(lambda: self._run(body, write=True))
 
@@ -714,6 +732,8 @@ class SQLStore:
             raise InvalidArgument("lease_for", "must be positive")
         _text("owner_id", owner_id)
         names = list(dict.fromkeys(queues or ("default",)))
+        if self._wake is not None:
+            self._wake.before_claim(names)
 
         def body(conn: sa.Connection) -> list[Lease]:
             now = self.clock.now()
@@ -931,6 +951,9 @@ class SQLStore:
             )
             if done.rowcount != 1:
                 raise DispatchNotFound(dispatch_key, "not dead-lettered")
+            if delay <= 0:
+                queue = conn.execute(sa.select(d.c.queue).where(d.c.id == row.id)).scalar()
+                self._announce(conn, [str(queue)])
 
         self._run(body, write=True)
 
@@ -1044,7 +1067,9 @@ class SQLStore:
             fresh = self._check_enqueue(conn, commit.enqueue, {})
             if fact_rows:
                 self._insert_facts(conn, run_id, expected, fact_rows)
-            self._insert_dispatches(conn, fresh, now)
+            # A worker's own commit is followed by its own next claim: only commits from
+            # outside a worker (starts, approvals, resumes) wake idle workers.
+            self._insert_dispatches(conn, fresh, now, announce=lease is None)
             conn.execute(self._sql["upsert_run"], run_params)
             if checkpoint_params is not None:
                 conn.execute(self._sql["upsert_checkpoint"], checkpoint_params)
@@ -1077,9 +1102,15 @@ class SQLStore:
     # ------------------------------------------------------------------ misc
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        raise CapabilityNotSupported(self.name, "wake_up")
+        if self._wake is None:
+            raise CapabilityNotSupported(self.name, "wake_up")
+        if self._closed:
+            return False
+        return self._wake.wait(list(dict.fromkeys(queues or ("default",))), timeout)
 
     def close(self) -> None:
         """Dispose of the connection pool; the store is unusable afterwards."""
         self._closed = True
+        if self._wake is not None:
+            self._wake.close()
         self._engine.dispose()

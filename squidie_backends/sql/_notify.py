@@ -1,0 +1,140 @@
+"""PostgreSQL wake-ups for idle workers: ``LISTEN``/``NOTIFY``, a hint never needed.
+
+Writers that make a dispatch claimable at once from outside a worker (``enqueue``, and
+commits that settle no lease: starts, child starts, approvals, resumes) send
+``pg_notify(channel, queue)`` in their transaction; PostgreSQL delivers it at commit.
+One listener thread per store holds a dedicated autocommit connection on ``LISTEN
+channel`` and bumps a per-queue counter on each notification. ``wait`` blocks until a
+counter of the waiter's queues moves past what the waiter last saw, or the timeout.
+
+Missed hints cost latency, never correctness: workers still poll with their capped
+backoff, which also finds delayed dispatches and expired leases (those send nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = ["PgWakeUps", "channel_for"]
+
+log = logging.getLogger("squidie.sql")
+
+_Marks = tuple[int, tuple[int, ...]]
+
+
+def channel_for(prefix: str, schema: str | None) -> str:
+    """The notification channel of a store: one per schema and table prefix."""
+    return f"{schema or 'public'}.{prefix}wake"
+
+
+class PgWakeUps:
+    """The listening side: a background thread and the per-queue counters it bumps."""
+
+    def __init__(self, engine: sa.Engine, channel: str) -> None:
+        self._engine = engine
+        self.channel = channel
+        self._cond = threading.Condition()
+        self._counts: dict[str, int] = {}
+        self._epoch = 0  # bumped on every (re)connect: hints may have been missed
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        #: Set while the listener holds ``LISTEN`` on the channel.
+        self.listening = threading.Event()
+
+    # ------------------------------------------------------------------ waiting side
+
+    def _marks(self, queues: Sequence[str]) -> _Marks:
+        return self._epoch, tuple(self._counts.get(q, 0) for q in queues)
+
+    def before_claim(self, queues: Sequence[str]) -> None:
+        """Remember what this thread has seen, so a hint sent during its claim counts."""
+        if self._thread is not None:
+            with self._cond:
+                self._local.seen = (tuple(queues), self._marks(queues))
+
+    def wait(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block up to ``timeout`` s until new work is announced on ``queues``."""
+        self._start()
+        names = tuple(queues)
+        with self._cond:
+            seen = getattr(self._local, "seen", None)
+            self._local.seen = None
+            marks = seen[1] if seen is not None and seen[0] == names else self._marks(names)
+            return self._cond.wait_for(
+                lambda: self._closed.is_set() or self._marks(names) != marks,
+                max(timeout, 0.0),
+            ) and not self._closed.is_set()
+
+    @property
+    def connections(self) -> int:
+        """How many times the listener has connected (reconnects after a drop count)."""
+        return self._epoch
+
+    # ------------------------------------------------------------------ listening side
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._listen, daemon=True,
+                                                name=f"squidie-listen-{self.channel}")
+                self._thread.start()
+
+    def _bump(self, queue: str | None) -> None:
+        with self._cond:
+            if queue is None:
+                self._epoch += 1
+            else:
+                self._counts[queue] = self._counts.get(queue, 0) + 1
+            self._cond.notify_all()
+
+    def _connect(self) -> Any:
+        dialect = self._engine.dialect
+        cargs, cparams = dialect.create_connect_args(self._engine.url)
+        conn = dialect.connect(*cargs, **cparams)
+        conn.autocommit = True
+        return conn
+
+    def _listen(self) -> None:
+        from psycopg import sql
+
+        backoff = 0.1
+        while not self._closed.is_set():
+            try:
+                conn = self._connect()
+            except Exception as exc:  # the server is down: try again, backing off
+                log.debug("wake-up listener cannot connect: %s", type(exc).__name__)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            try:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                self.listening.set()
+                self._bump(None)
+                while not self._closed.is_set():
+                    for note in conn.notifies(timeout=0.5):
+                        self._bump(note.payload)
+            except Exception as exc:  # a dropped connection: reconnect
+                if not self._closed.is_set():
+                    log.debug("wake-up listener lost its connection: %s", type(exc).__name__)
+            finally:
+                self.listening.clear()
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    conn.close()
+
+    def close(self) -> None:
+        """Wake every waiter and stop the listener.
+
+        Not joined: the thread notices within half a second and closes its connection
+        itself, and a store's ``close`` should not wait for that.
+        """
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()

@@ -1,0 +1,147 @@
+"""PostgreSQL wake-ups: LISTEN/NOTIFY tells idle workers that work arrived.
+
+A hint, never needed for correctness: these tests check that it is sent when it should
+be, not sent when the committing worker claims next anyway, survives its connection
+being killed, and really shortens an idle worker's wait.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from three_steps import ThreeSteps
+
+from squidie_backends.sql import SQLStore, uninstall
+from squidie_core import Squidie, Worker
+from squidie_core.errors import CapabilityNotSupported, InvalidArgument
+from squidie_core.storage import Dispatch
+
+
+@pytest.fixture
+def pg_url(postgres_url: str, unique_name: str) -> Iterator[str]:
+    url = f"{postgres_url}?prefix={unique_name}_&application_name={unique_name}"
+    yield url
+    uninstall(url)
+
+
+def _listener(postgres_url: str, unique_name: str) -> psycopg.Connection[tuple[object, ...]]:
+    conn = psycopg.connect(postgres_url, autocommit=True)
+    conn.execute(f'LISTEN "public.{unique_name}_wake"')
+    return conn
+
+
+def _payloads(conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> list[str]:
+    return [n.payload for n in conn.notifies(timeout=timeout)]
+
+
+def _dispatch(run_id: str, *, queue: str = "default", delay: float = 0.0) -> Dispatch:
+    return Dispatch(key=Dispatch.make_key(run_id, "s", 1), run_id=run_id, workflow="W",
+                    step="s", attempt=1, queue=queue, delay=delay)
+
+
+def _wait_listening(store: SQLStore) -> None:
+    store.wait_for_work(["default"], 0.0)  # starts the listener thread
+    assert store._wake is not None and store._wake.listening.wait(10)
+
+
+def test_starts_notify_and_a_worker_s_own_commits_do_not(
+        pg_url: str, postgres_url: str, unique_name: str) -> None:
+    engine = Squidie.from_url(pg_url, workflows=[ThreeSteps])
+    listener = _listener(postgres_url, unique_name)
+    try:
+        engine.start(ThreeSteps, "go", {"n": 1})
+        assert _payloads(listener, 0.5) == ["default"]  # delivered at the start's commit
+        assert engine.execute_next(owner_id="w") is not None  # commits the 2nd dispatch
+        assert _payloads(listener, 0.5) == []  # the committing worker claims it itself
+        engine.store.enqueue([_dispatch("r-x", queue="emails")])
+        engine.store.enqueue([_dispatch("r-y", queue="later", delay=60)])
+        assert _payloads(listener, 0.5) == ["emails"]  # delayed work announces nothing
+    finally:
+        listener.close()
+        engine.close()
+
+
+def test_a_waiter_wakes_on_another_store_s_start(pg_url: str) -> None:
+    waiting, starting = SQLStore(pg_url), Squidie.from_url(pg_url, workflows=[ThreeSteps])
+    try:
+        _wait_listening(waiting)
+        woke: list[bool] = []
+        thread = threading.Thread(target=lambda: woke.append(
+            waiting.wait_for_work(["default"], 30.0)))
+        thread.start()
+        starting.start(ThreeSteps, "go", {"n": 1})
+        thread.join(30)
+        assert woke == [True]  # False would mean it waited out the 30 s
+        assert waiting.wait_for_work(["other"], 0.2) is False  # another queue: no hint
+    finally:
+        waiting.close()
+        starting.close()
+
+
+def test_the_listener_survives_its_connection_being_killed(
+        pg_url: str, postgres_url: str, unique_name: str) -> None:
+    store = SQLStore(pg_url)
+    try:
+        _wait_listening(store)
+        assert store._wake is not None
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s AND query ILIKE 'LISTEN%%'",
+                (unique_name,)).fetchone()
+        assert killed is not None and killed[0] == 1
+        deadline = time.monotonic() + 20  # it notices within 0.5 s, then reconnects
+        while store._wake.connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store._wake.connections >= 2, "the listener never reconnected"
+        assert store._wake.listening.wait(10)
+        woke: list[bool] = []
+        thread = threading.Thread(target=lambda: woke.append(
+            store.wait_for_work(["default"], 30.0)))
+        thread.start()
+        store.enqueue([_dispatch("r-1")])
+        thread.join(30)
+        assert woke == [True]
+    finally:
+        store.close()
+
+
+def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
+    engine = Squidie.from_url(pg_url, workflows=[ThreeSteps])
+    worker = Worker(engine, concurrency=1, poll_interval=30.0, max_poll_interval=30.0,
+                    lease_for=30)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert isinstance(engine.store, SQLStore)
+        assert engine.store._wake is not None and engine.store._wake.listening.wait(10)
+        run = engine.start(ThreeSteps, "go", {"n": 1})
+        deadline = time.monotonic() + 20  # polling alone would wait 15-30 s
+        while time.monotonic() < deadline:
+            entry = engine.store.get_run(run.run_id)
+            if entry is not None and entry.status == "completed":
+                break
+            time.sleep(0.02)
+        entry = engine.store.get_run(run.run_id)
+        assert entry is not None and entry.status == "completed"
+    finally:
+        worker.stop()
+        thread.join(30)
+        engine.close()
+
+
+def test_notify_can_be_turned_off_and_is_postgresql_only(pg_url: str, tmp_path: object
+                                                         ) -> None:
+    store = SQLStore(pg_url, notify=False)
+    try:
+        assert store.capabilities.wake_up is False
+        with pytest.raises(CapabilityNotSupported):
+            store.wait_for_work(["default"], 0.01)
+    finally:
+        store.close()
+    with pytest.raises(InvalidArgument, match="notify"):
+        SQLStore(f"sqlite:///{tmp_path}/x.db", notify=True)
