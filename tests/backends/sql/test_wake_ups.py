@@ -2,7 +2,8 @@
 
 A hint, never needed for correctness: these tests check that it is sent when it should
 be, not sent when the committing worker claims next anyway, survives its connection
-being killed, and really shortens an idle worker's wait.
+being killed, and really shortens an idle worker's wait (its poll is set far beyond
+the test's deadline).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _dispatch(run_id: str, *, queue: str = "default", delay: float = 0.0) -> Dis
 
 def _wait_listening(store: SQLStore) -> None:
     store.wait_for_work(["default"], 0.0)  # starts the listener thread
-    assert store._wake is not None and store._wake.listening.wait(10)
+    assert store._wake is not None and store._wake.listening.wait(30)
 
 
 def test_starts_notify_and_a_worker_s_own_commits_do_not(
@@ -112,15 +113,15 @@ def test_the_listener_survives_its_connection_being_killed(
 
 def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
     engine = Squidie.from_url(pg_url, workflows=[ThreeSteps])
-    worker = Worker(engine, concurrency=1, poll_interval=30.0, max_poll_interval=30.0,
+    worker = Worker(engine, concurrency=1, poll_interval=600.0, max_poll_interval=600.0,
                     lease_for=30)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
         assert isinstance(engine.store, SQLStore)
-        assert engine.store._wake is not None and engine.store._wake.listening.wait(10)
+        assert engine.store._wake is not None and engine.store._wake.listening.wait(30)
         run = engine.start(ThreeSteps, "go", {"n": 1})
-        deadline = time.monotonic() + 20  # polling alone would wait 15-30 s
+        deadline = time.monotonic() + 60  # polling alone would wait 300-600 s
         while time.monotonic() < deadline:
             entry = engine.store.get_run(run.run_id)
             if entry is not None and entry.status == "completed":
