@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,7 @@ class _State:
 
 def connect_with_retry(connect: Callable[[], Squidie], *, timeout: float,
                        stop_requested: Callable[[], bool] = lambda: False,
-                       sleep: Callable[[float], None] | None = None) -> Squidie | None:
+                       sleep: Callable[[float], None] = time.sleep) -> Squidie | None:
     """Create the engine, waiting out a backend that is down for up to ``timeout`` seconds.
 
     Long-running processes (worker, scheduler) are often started by a supervisor at the
@@ -137,19 +138,34 @@ def connect_with_retry(connect: Callable[[], Squidie], *, timeout: float,
         log.warning("backend unavailable (attempt %d, retrying for up to %.0f s): %s",
                     state.attempt_number, timeout, exc)
 
-    options: dict[str, Any] = {}
-    if sleep is not None:
-        options["sleep"] = sleep
     retrying = Retrying(retry=retry_if_exception_type(BackendUnavailable),
                         stop=stop_after_delay(timeout) | _StopRequested(),
                         wait=wait_exponential(multiplier=0.2, max=5.0),
-                        before_sleep=before_sleep, reraise=True, **options)
+                        before_sleep=before_sleep, sleep=sleep, reraise=True)
     try:
         return retrying(connect)
     except BackendUnavailable:
         if stop_requested():
             return None
         raise
+
+
+def _connect_long_running(command: str, timeout: float) -> tuple[Squidie | None, list[int]]:
+    """Engine for a long-running command, waiting for the backend; remember early signals.
+
+    A supervisor may signal while we are still starting: the signals are recorded (never
+    fatal) and returned, and a signal during the wait ends it with ``None``.
+    """
+    import signal
+
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
+    engine = connect_with_retry(_state().engine, timeout=timeout,
+                                stop_requested=lambda: bool(early))
+    if engine is None:
+        click.echo(f"{command}: stopped while waiting for the backend", err=True)
+    return engine, early
 
 
 def _state() -> _State:
@@ -371,15 +387,9 @@ def worker(concurrency: int, queues: tuple[str, ...], lease_for: float,
 
     from squidie_core._worker import Worker
 
-    # A supervisor may signal while we are still starting: remember it, never die of it.
-    early: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: early.append(signum))
     logging.getLogger("squidie").setLevel(log_level.upper())
-    engine = connect_with_retry(_state().engine, timeout=connect_timeout,
-                                stop_requested=lambda: bool(early))
+    engine, early = _connect_long_running("worker", connect_timeout)
     if engine is None:
-        click.echo("worker: stopped while waiting for the backend", err=True)
         return
     if not engine.workflows:
         _fail("no workflows loaded: pass --app MODULE (or set SQUIDIE_APP)")
@@ -414,14 +424,9 @@ def scheduler(tick: float, misfire: str, catch_up_window: float, max_catch_up: i
 
     from squidie_core._scheduler import Scheduler
 
-    early: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: early.append(signum))
     logging.getLogger("squidie").setLevel(log_level.upper())
-    engine = connect_with_retry(_state().engine, timeout=connect_timeout,
-                                stop_requested=lambda: bool(early))
+    engine, early = _connect_long_running("scheduler", connect_timeout)
     if engine is None:
-        click.echo("scheduler: stopped while waiting for the backend", err=True)
         return
     s = Scheduler(engine, tick=tick, misfire=misfire,  # type: ignore[arg-type]
                   catch_up_window=catch_up_window, max_catch_up=max_catch_up)

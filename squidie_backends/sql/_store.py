@@ -118,19 +118,18 @@ _HISTORY_LIMIT = 50
 _DEAD_COUNTER = "dead_order"
 
 
-def capabilities_for(dialect_name: str, *, notify: bool | None = None) -> Capabilities:
+def capabilities_for(dialect_name: str, *, notify: bool = True) -> Capabilities:
     """The capabilities a SQL store on ``dialect_name`` declares.
 
     ``wake_up`` is PostgreSQL's ``LISTEN``/``NOTIFY`` (on unless ``notify`` is false).
     """
     networked = dialect_name != "sqlite"
-    postgres = dialect_name == "postgresql"
     return Capabilities(
         durable=True,
         multi_process=True,
         multi_node=networked,
         priorities=True,
-        wake_up=postgres and notify is not False,
+        wake_up=dialect_name == "postgresql" and notify,
         # The injected clock's instant is compared with stored doubles exactly.
         visibility_precision=0.0,
         # MariaDB's default max_allowed_packet is 16 MiB and a commit may carry a value
@@ -931,7 +930,8 @@ class SQLStore:
 
         def body(conn: sa.Connection) -> None:
             row = conn.execute(
-                sa.select(d.c.id, d.c.state, d.c.run_id).where(d.c.dkey == dispatch_key)
+                sa.select(d.c.id, d.c.state, d.c.run_id, d.c.queue)
+                .where(d.c.dkey == dispatch_key)
             ).first()
             if row is None or row.state != "dead_lettered":
                 raise DispatchNotFound(dispatch_key, "not dead-lettered")
@@ -952,8 +952,7 @@ class SQLStore:
             if done.rowcount != 1:
                 raise DispatchNotFound(dispatch_key, "not dead-lettered")
             if delay <= 0:
-                queue = conn.execute(sa.select(d.c.queue).where(d.c.id == row.id)).scalar()
-                self._announce(conn, [str(queue)])
+                self._announce(conn, [row.queue])
 
         self._run(body, write=True)
 
