@@ -1,6 +1,7 @@
 """Shared test configuration.
 
-- Makes the documentation examples (``docs/examples``) importable.
+- Makes the documentation examples (``docs/examples``) and ``tests/_shared/_helpers.py``
+  importable.
 - Provides the real services every backend test uses. A service that cannot be reached
   fails the test with how to start it: tests never skip a backend (in CI a missing
   service is a failure, and on a development machine the services run too).
@@ -20,8 +21,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
+# Not tests/ itself: its conformance/ directory would shadow the conformance package.
+for _path in (EXAMPLES, ROOT / "tests" / "_shared"):  # the examples, and _helpers.py
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 POSTGRES_URL = os.environ.get(
     "SQUIDIE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 import _flows as f
 import pytest
+from _helpers import until
 
 from squidie_core import COMPLETE, Squidie, Workflow, manual, step, transition
 from squidie_core._scheduler import Scheduler, due_windows
@@ -23,14 +23,6 @@ from squidie_core.testing import Harness
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     f.reset()
-
-
-def until(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def run_in_thread(worker: Worker) -> threading.Thread:
@@ -51,7 +43,7 @@ def test_worker_drains_runs_with_several_slots(tmp_path: Path) -> None:
     worker = Worker(engine, concurrency=4, poll_interval=0.01, max_poll_interval=0.05,
                     health_file=health, name="w1")
     thread = run_in_thread(worker)
-    until(lambda: completed(engine, runs))
+    until(lambda: completed(engine, runs), 20, "every run to complete")
     worker.stop()
     thread.join(10)
     assert not thread.is_alive()
@@ -81,7 +73,7 @@ def test_async_steps_share_the_worker_event_loop() -> None:
     runs = [engine.start(AsyncFlow).run_id for _ in range(5)]
     worker = Worker(engine, concurrency=2, poll_interval=0.01, max_poll_interval=0.05)
     thread = run_in_thread(worker)
-    until(lambda: completed(engine, runs))
+    until(lambda: completed(engine, runs), 20, "every run to complete")
     worker.stop()
     thread.join(10)
     assert len(loops) == 10 and len(set(loops)) == 1
@@ -102,7 +94,7 @@ def test_backend_errors_are_survived_with_backoff() -> None:
     engine.store.claim = flaky_claim  # type: ignore[method-assign]
     worker = Worker(engine, concurrency=1, poll_interval=0.001, max_error_backoff=0.01)
     thread = run_in_thread(worker)
-    until(lambda: completed(engine, [run]))
+    until(lambda: completed(engine, [run]), 20, "the run to complete")
     worker.stop()
     thread.join(10)
     assert worker.stats.errors == 3
@@ -130,7 +122,7 @@ def test_health_endpoint() -> None:
     engine = Squidie.from_url("memory://", workflows=[f.Three])
     worker = Worker(engine, concurrency=1, poll_interval=0.01, health_port=0)
     thread = run_in_thread(worker)
-    until(lambda: worker.health_address is not None)
+    until(lambda: worker.health_address is not None, 20, "the health endpoint")
     host, port = worker.health_address  # type: ignore[misc]
     with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as response:
         body = json.loads(response.read())
@@ -148,7 +140,7 @@ def test_unknown_workflow_is_dead_lettered_not_a_crash() -> None:
                     queues=["default"])
     thread = run_in_thread(worker)
     until(lambda: h.inspect(good)["attempts"].get("before", {}).get("status") == "completed"
-          and bool(h.engine.dead_letters().items))
+          and bool(h.engine.dead_letters().items), 20, "the good run and a dead letter")
     worker.stop()
     thread.join(10)
     assert h.engine.dead_letters().items[0].dispatch.run_id == bad
@@ -219,7 +211,7 @@ def test_worker_claims_in_batches(tmp_path: Path) -> None:
     worker = Worker(engine, concurrency=2, poll_interval=0.01, max_poll_interval=0.05,
                     claim_batch=8, name="wb")
     thread = run_in_thread(worker)
-    until(lambda: completed(engine, runs))
+    until(lambda: completed(engine, runs), 20, "every run to complete")
     worker.stop()
     thread.join(10)
     assert worker.stats.executed == {"ok": 90}

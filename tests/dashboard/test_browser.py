@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from typing import Any
 
 import dash_flows
 import pytest
+from _helpers import free_port, until
 from dash_support import TOKEN
 
 from squidie_core import Squidie
@@ -58,21 +57,6 @@ def _need_browser() -> None:
                 pytrace=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # a polling interval, not a synchronisation
 
 
 class Host:
@@ -81,7 +65,7 @@ class Host:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.store = f"sqlite:///{workdir / 'e2e.db'}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SQUIDIE_STORE": self.store, "SQUIDIE_APP": "dash_flows",
                     "SQUIDIE_DASHBOARD_TOKEN": TOKEN,
@@ -132,7 +116,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     h.spawn("worker", "worker", "--concurrency", "2", "--poll", "0.02", "--max-poll", "0.2",
             "--lease-for", "30")
     try:
-        until(h.up, "the dashboard to answer")
+        until(h.up, WAIT, "the dashboard to answer")
         yield h
     finally:
         h.stop()
@@ -192,7 +176,7 @@ def test_filter_open_approve_and_watch_a_run_complete(host: Host, driver: Any) -
     def paused(run_id: str) -> bool:
         return bool(host.api(f"/api/runs/{run_id}")["run"]["status"] == "paused")
 
-    until(lambda: paused(target) and paused(hostile) and paused(hold),
+    until(lambda: paused(target) and paused(hostile) and paused(hold), WAIT,
           "the worker to bring both reviews to their approval")
 
     # The runs list, then filtered to the paused reviews.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dash_flows
+from _helpers import free_port
 
 from squidie_core import Squidie
 from squidie_core._cli import main
@@ -23,10 +23,6 @@ HERE = Path(__file__).resolve().parent
 SQUIDIE = str(Path(sys.executable).parent / "squidie")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> Any:
@@ -38,7 +34,7 @@ def test_dashboard_command_serves_the_store_read_only(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'cli.db'}"
     with Squidie.from_url(store, workflows=dash_flows.WORKFLOWS) as engine:
         run_id = engine.start(dash_flows.Hold, "go", {"label": "secret-label"}).run_id
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SQUIDIE_DASHBOARD_TOKEN"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     log = tmp_path / "dashboard.log"

@@ -8,12 +8,12 @@ SIGTERM.
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _helpers import free_port
 
 from squidie_core import Squidie
 from squidie_core._cli import connect_with_retry
@@ -80,15 +80,9 @@ def test_other_errors_are_not_retried() -> None:
     assert attempts == [1]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_the_cli_retries_then_fails_with_one_line(command: str) -> None:
-    store = f"postgresql://postgres@127.0.0.1:{_closed_port()}/test"
+    store = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     out = subprocess.run(
         [SQUIDIE, "--store", store, "--app", "app_flows", command, "--connect-timeout", "1"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -19,14 +19,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _helpers import until
 
 HERE = Path(__file__).resolve().parent
 SQUIDIE = str(Path(sys.executable).parent / "squidie")
@@ -39,15 +38,6 @@ WORKFLOWS = [app_flows.Chain, app_flows.Slow, app_flows.Flaky, app_flows.Sleepy,
              app_flows.Gate, app_flows.Parent, app_flows.Ticker]
 
 
-def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Host:

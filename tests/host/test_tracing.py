@@ -9,21 +9,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from _helpers import until
 
 HERE = Path(__file__).resolve().parent
 SQUIDIE = str(Path(sys.executable).parent / "squidie")
 
 
-def until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def spans(base: Path) -> list[dict[str, Any]]:

@@ -17,8 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,6 @@ from squidie_core.storage import TERMINAL_STATUSES, Store
 
 HERE = Path(__file__).resolve().parent
 SQUIDIE = str(Path(sys.executable).parent / "squidie")
-
-
-def until(predicate: Callable[[], Any], timeout: float, what: str, *,
-          every: float = 0.02) -> Any:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)  # polling real processes' durable state, with a deadline
 
 
 def store_url_for(backend: str, base: str, name: str) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import rel_flows
-from _harness import Workers, record, until, verdict
+from _harness import Workers, record, verdict
+from _helpers import until
 
 from squidie_core import Squidie
 

@@ -34,9 +34,9 @@ from _harness import (
     percentile,
     record,
     store_url_for,
-    until,
     verdict,
 )
+from _helpers import until
 from _servers import OwnPostgres, kill_mariadb, terminate_postgres
 
 from squidie_core import Squidie

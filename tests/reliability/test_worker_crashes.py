@@ -31,9 +31,9 @@ from _harness import (
     percentile,
     record,
     redelivered,
-    until,
     verdict,
 )
+from _helpers import until
 
 from squidie_core import Squidie
 

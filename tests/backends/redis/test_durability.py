@@ -10,13 +10,13 @@ still be in its journal, and every run must complete with each step succeeding o
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import _redis_flows as flows
 import pytest
+from _helpers import until
 from _redis_server import RedisServer
 
 from squidie_backends.redis import RedisStore
@@ -51,12 +51,6 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     s.stop()
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)  # polling real worker threads and a real server
 
 
 def test_sigkill_mid_run_loses_no_committed_fact(server: RedisServer) -> None:
@@ -83,10 +77,10 @@ def test_sigkill_mid_run_loses_no_committed_fact(server: RedisServer) -> None:
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: len(store.acknowledged) >= RUNS + 40, 30, "some steps to commit")
+        until(lambda: len(store.acknowledged) >= RUNS + 40, 30, "some steps to commit")
         server.kill()
         acknowledged = list(store.acknowledged)
-        wait_until(lambda: errors, 10, "workers to notice the server is gone")
+        until(lambda: errors, 10, "workers to notice the server is gone")
         server.start()
 
         def all_completed() -> bool:
@@ -95,7 +89,7 @@ def test_sigkill_mid_run_loses_no_committed_fact(server: RedisServer) -> None:
             except StoreError:
                 return False
 
-        wait_until(all_completed, 60, "every run to complete after the restart")
+        until(all_completed, 60, "every run to complete after the restart")
     finally:
         stop.set()
         for t in threads:

@@ -9,11 +9,11 @@ the test's deadline).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from _helpers import until
 from three_steps import ThreeSteps
 
 from squidie_backends.sql import SQLStore, uninstall
@@ -95,11 +95,10 @@ def test_the_listener_survives_its_connection_being_killed(
                 "WHERE application_name = %s AND query ILIKE 'LISTEN%%'",
                 (unique_name,)).fetchone()
         assert killed is not None and killed[0] == 1
-        deadline = time.monotonic() + 20  # it notices within 0.5 s, then reconnects
-        while store._wake.connections < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store._wake.connections >= 2, "the listener never reconnected"
-        assert store._wake.listening.wait(10)
+        wake = store._wake
+        # It notices within 0.5 s, then reconnects.
+        until(lambda: wake.connections >= 2, 20, "the listener to reconnect")
+        assert wake.listening.wait(10)
         woke: list[bool] = []
         thread = threading.Thread(target=lambda: woke.append(
             store.wait_for_work(["default"], 30.0)))
@@ -121,14 +120,9 @@ def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
         assert isinstance(engine.store, SQLStore)
         assert engine.store._wake is not None and engine.store._wake.listening.wait(30)
         run = engine.start(ThreeSteps, "go", {"n": 1})
-        deadline = time.monotonic() + 60  # polling alone would wait 300-600 s
-        while time.monotonic() < deadline:
-            entry = engine.store.get_run(run.run_id)
-            if entry is not None and entry.status == "completed":
-                break
-            time.sleep(0.02)
-        entry = engine.store.get_run(run.run_id)
-        assert entry is not None and entry.status == "completed"
+        until(lambda: (entry := engine.store.get_run(run.run_id)) is not None
+              and entry.status == "completed",
+              60, "the run to complete (polling alone would wait 300-600 s)")
     finally:
         worker.stop()
         thread.join(30)
