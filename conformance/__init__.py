@@ -24,10 +24,10 @@ Public surface:
 - suites by protocol: ``JournalSuite``, ``DeliverySuite``, ``CommitSuite``,
   ``CapabilitySuite``, ``ConcurrencySuite``, ``RuntimeSuite``, ``HistorySuite``,
   ``PropertySuite``, and ``StoreSuite`` (all of them);
-- suites by area (what the protocol suites combine): ``AppendSuite``,
+- suites by area (what the protocol suites combine): ``AppendSuite``, ``BatchReadSuite``,
   ``ConflictSuite``, ``CheckpointSuite``, ``RunIndexSuite``, ``EnqueueSuite``,
   ``ClaimSuite``, ``HeartbeatSuite``, ``FencingSuite``, ``SettleSuite``,
-  ``IdempotencySuite``, ``AtomicCommitSuite``, ``TerminalSuite``;
+  ``IdempotencySuite``, ``AtomicCommitSuite``, ``GroupCommitSuite``, ``TerminalSuite``;
 - ``StoreFixtures``: the fixtures a store provides (``clock``, ``store``, ``store_url``)
   and its ``known_failures``;
 - ``SUITE_VERSION``; markers ``requires`` (capability-gated cases) and ``since``;
@@ -39,6 +39,7 @@ The pytest plugin is ``conformance.pytest_plugin``; it is never loaded automatic
 """
 
 from conformance._appends import AppendSuite
+from conformance._batch_reads import BatchReadSuite
 from conformance._capabilities import CapabilitySuite
 from conformance._checker import HistoryReport, Violation, check_history
 from conformance._checkpoints import CheckpointSuite
@@ -49,6 +50,7 @@ from conformance._end_to_end import RuntimeSuite
 from conformance._enqueue import EnqueueSuite
 from conformance._fencing import FencingSuite
 from conformance._fixtures import StoreFixtures
+from conformance._group_commit import GroupCommitSuite
 from conformance._heartbeats import HeartbeatSuite
 from conformance._history import HistorySuite
 from conformance._idempotency import IdempotencySuite
@@ -70,6 +72,7 @@ __all__ = [
     "SUITE_VERSION",
     "AppendSuite",
     "AtomicCommitSuite",
+    "BatchReadSuite",
     "CapabilitySuite",
     "CheckpointSuite",
     "ClaimSuite",
@@ -79,6 +82,7 @@ __all__ = [
     "DeliverySuite",
     "EnqueueSuite",
     "FencingSuite",
+    "GroupCommitSuite",
     "HeartbeatSuite",
     "HistoryReport",
     "HistorySuite",

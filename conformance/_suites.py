@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conformance._appends import AppendSuite
+from conformance._batch_reads import BatchReadSuite
 from conformance._capabilities import CapabilitySuite
 from conformance._checkpoints import CheckpointSuite
 from conformance._claims import ClaimSuite
@@ -12,6 +13,7 @@ from conformance._conflicts import ConflictSuite
 from conformance._end_to_end import RuntimeSuite
 from conformance._enqueue import EnqueueSuite
 from conformance._fencing import FencingSuite
+from conformance._group_commit import GroupCommitSuite
 from conformance._heartbeats import HeartbeatSuite
 from conformance._history import HistorySuite
 from conformance._idempotency import IdempotencySuite
@@ -26,6 +28,7 @@ __all__ = [
     "CommitSuite",
     "ConcurrencySuite",
     "DeliverySuite",
+    "GroupCommitSuite",
     "HistorySuite",
     "JournalSuite",
     "PropertySuite",
@@ -34,8 +37,9 @@ __all__ = [
 ]
 
 
-class JournalSuite(AppendSuite, ConflictSuite, CheckpointSuite, RunIndexSuite):
-    """The ``JournalStore`` protocol: appends, conflicts, checkpoints, the run index."""
+class JournalSuite(AppendSuite, ConflictSuite, CheckpointSuite, RunIndexSuite, BatchReadSuite):
+    """The ``JournalStore`` protocol: appends, conflicts, checkpoints, the run index, and
+    batched reads."""
 
 
 class DeliverySuite(
@@ -44,8 +48,8 @@ class DeliverySuite(
     """The ``LeaseDelivery`` protocol: enqueue, claims, heartbeats, fencing, settling."""
 
 
-class CommitSuite(AtomicCommitSuite, TerminalSuite):
-    """The atomic ``commit`` and the fencing of runs that have ended."""
+class CommitSuite(AtomicCommitSuite, GroupCommitSuite, TerminalSuite):
+    """The atomic ``commit``, the group commit, and the fencing of runs that have ended."""
 
 
 class StoreSuite(

@@ -2,13 +2,16 @@
 
 Public surface (for adapter authors and the conformance suite):
 
-- protocols: ``Store``, ``JournalStore``, ``LeaseDelivery``
+- protocols: ``Store``, ``JournalStore``, ``LeaseDelivery``, and the optional
+  ``BatchCommitter`` (group commit) and ``BatchReader`` (several runs in one read)
 - data: ``Fact``, ``Checkpoint``, ``RunEntry``, ``Page``, ``Dispatch``, ``Lease``,
   ``DispatchRecord``, ``QueueDepth``, ``Commit``, ``CommitResult``, ``Capabilities``
 - constants: ``RUN_STATUSES``, ``TERMINAL_STATUSES``, ``DISPATCH_STATES``
 - clocks: ``Clock``, ``SystemClock``, ``ManualClock``
 - helpers: ``new_token``, ``hash_token``, ``encode_cursor``, ``decode_cursor``,
-  ``check_commit``, ``check_contiguous``, ``check_queue_name``, ``same_facts``
+  ``check_commit``, ``check_contiguous``, ``check_queue_name``, ``same_facts``,
+  ``commit_each`` and ``commit_many`` (group commit through ``BatchCommitter`` or one
+  commit at a time), ``read_runs`` (through ``BatchReader`` or run by run)
 
 See ``docs/writing-a-backend.md`` for a walkthrough.
 """
@@ -19,6 +22,8 @@ from squidie_core.storage._contract import (
     QUEUE_NAME,
     RUN_STATUSES,
     TERMINAL_STATUSES,
+    BatchCommitter,
+    BatchReader,
     Capabilities,
     Checkpoint,
     Commit,
@@ -37,10 +42,13 @@ from squidie_core.storage._contract import (
     check_commit,
     check_contiguous,
     check_queue_name,
+    commit_each,
+    commit_many,
     decode_cursor,
     encode_cursor,
     hash_token,
     new_token,
+    read_runs,
     same_facts,
 )
 
@@ -49,6 +57,8 @@ __all__ = [
     "QUEUE_NAME",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
+    "BatchCommitter",
+    "BatchReader",
     "Capabilities",
     "Checkpoint",
     "Clock",
@@ -70,9 +80,12 @@ __all__ = [
     "check_commit",
     "check_contiguous",
     "check_queue_name",
+    "commit_each",
+    "commit_many",
     "decode_cursor",
     "encode_cursor",
     "hash_token",
     "new_token",
+    "read_runs",
     "same_facts",
 ]

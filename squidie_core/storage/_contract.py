@@ -37,7 +37,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from squidie_core import _json
 from squidie_core._clock import Clock
-from squidie_core.errors import CorruptDataError, InvalidArgument
+from squidie_core.errors import (
+    ConflictError,
+    CorruptDataError,
+    InvalidArgument,
+    InvalidTransitionError,
+    LeaseLostError,
+    SquidieError,
+    ValueTooLarge,
+)
 
 __all__ = [
     "DISPATCH_STATES",
@@ -610,6 +618,46 @@ class LeaseDelivery(Protocol):
 
 
 @runtime_checkable
+class BatchCommitter(Protocol):
+    """The optional group commit a store may add to ``Store`` (workers batch through it).
+
+    A store without it is committed to one ``commit`` at a time (``commit_each``); one with
+    it saves round trips and transactions when a worker commits several outcomes at once.
+    """
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
+        """Apply each commit as ``commit`` would, in order; one result per commit.
+
+        Each commit stays atomic on its own and is judged by the same checks, in the
+        same order, as if committed alone after the ones before it: one commit failing
+        (``LeaseLostError``, ``AppendConflict``...) does not undo or block the others, and
+        its error is returned in its place instead of raised. Errors that are not about
+        one commit (``BackendUnavailable``, a closed store) are raised; commits of that
+        call may then be applied or not, exactly as a ``commit`` whose reply was lost, and
+        a resend is safe.
+        """
+        ...
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """The optional batched read a store may add to ``Store`` (workers load a claimed
+    batch's runs through it)."""
+
+    def read_runs(
+        self, after: Mapping[str, int | None]
+    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """Read several runs at once: ``{run_id: (checkpoint, facts)}`` for each key.
+
+        For a run mapped to ``None`` the checkpoint is read too and the facts are those
+        after it (all of them without one); for a run mapped to a sequence, the
+        checkpoint is ``None`` and the facts are those after that sequence. A run with no
+        facts comes back as ``(None, [])``. Raises ``CorruptDataError`` as ``read`` does.
+        """
+        ...
+
+
+@runtime_checkable
 class Store(JournalStore, LeaseDelivery, Protocol):
     """A complete backend: journal, delivery, and the atomic commit joining them.
 
@@ -706,6 +754,47 @@ def check_commit(commit: Commit) -> None:
     for dispatch in commit.enqueue:
         if dispatch.run_id != commit.run_id:
             raise ValueError(f"dispatch {dispatch.key!r} belongs to another run")
+
+
+def commit_each(store: Store, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
+    """``BatchCommitter.commit_many`` for any store: ``store.commit`` one after another.
+
+    Errors about one commit (conflicts, lost leases, invalid arguments) are returned in
+    its place; any other error is raised.
+    """
+    results: list[CommitResult | SquidieError] = []
+    for commit in commits:
+        try:
+            results.append(store.commit(commit))
+        except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
+                ValueTooLarge) as exc:
+            results.append(exc)
+    return results
+
+
+def commit_many(store: Store, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
+    """Commit several outcomes through the store's group commit, or one at a time."""
+    batch = getattr(store, "commit_many", None)
+    if batch is None:
+        return commit_each(store, commits)
+    results: list[CommitResult | SquidieError] = batch(commits)
+    return results
+
+
+def read_runs(
+    store: Store, after: Mapping[str, int | None]
+) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+    """``BatchReader.read_runs`` through the store's own, or run by run."""
+    batch = getattr(store, "read_runs", None)
+    if batch is not None:
+        found: dict[str, tuple[Checkpoint | None, list[Fact]]] = batch(after)
+        return found
+    runs: dict[str, tuple[Checkpoint | None, list[Fact]]] = {}
+    for run_id, seq in after.items():
+        checkpoint = store.read_checkpoint(run_id) if seq is None else None
+        base = seq if seq is not None else (checkpoint.seq if checkpoint else 0)
+        runs[run_id] = (checkpoint, store.read(run_id, after_seq=base))
+    return runs
 
 
 def _canonical(fact: Fact) -> str:

@@ -158,7 +158,7 @@ class TestStore(StoreSuite, Fixtures):
     items, _ = pytester.inline_genitems("-p", "conformance.pytest_plugin")
     assert len(items) >= 150
     versions = {item.get_closest_marker(SINCE).args[0] for item in items}  # type: ignore[union-attr]
-    assert versions == {"1.0"}
+    assert versions == {"1.0", "1.1"}
     assert all(item.get_closest_marker(SINCE) is not None for item in items)
 
 
@@ -187,9 +187,10 @@ def test_store_suite_combines_every_suite() -> None:
 
 def test_the_public_surface_is_stated() -> None:
     assert conformance.__all__ == [
-        "SUITE_VERSION", "AppendSuite", "AtomicCommitSuite", "CapabilitySuite",
-        "CheckpointSuite", "ClaimSuite", "CommitSuite", "ConcurrencySuite", "ConflictSuite",
-        "DeliverySuite", "EnqueueSuite", "FencingSuite", "HeartbeatSuite", "HistoryReport",
+        "SUITE_VERSION", "AppendSuite", "AtomicCommitSuite", "BatchReadSuite",
+        "CapabilitySuite", "CheckpointSuite", "ClaimSuite", "CommitSuite", "ConcurrencySuite",
+        "ConflictSuite", "DeliverySuite", "EnqueueSuite", "FencingSuite", "GroupCommitSuite",
+        "HeartbeatSuite", "HistoryReport",
         "HistorySuite", "IdempotencySuite", "JournalSuite", "NotSupported", "PropertySuite",
         "RunIndexSuite", "RuntimeSuite", "SettleSuite", "StoreFixtures", "StoreSuite",
         "TerminalSuite", "Violation", "check_history", "requires", "since",
