@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -76,13 +76,16 @@ from squidie_core._clock import Clock, SystemClock
 from squidie_core.errors import (
     AppendConflict,
     CapabilityNotSupported,
+    ConflictError,
     CorruptDataError,
     DispatchNotFound,
     IdempotencyConflict,
     InvalidArgument,
+    InvalidTransitionError,
     LeaseLostError,
     RunTerminalError,
     SchemaVersionError,
+    SquidieError,
     StoreError,
     ValueTooLarge,
 )
@@ -136,6 +139,16 @@ def capabilities_for(dialect_name: str, *, notify: bool = True) -> Capabilities:
         # twice (in a fact and in the checkpoint): stay well inside it.
         max_value_bytes=4 * 1024 * 1024 if dialect_name == "mysql" else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """A validated commit with its statement parameters."""
+
+    commit: Commit
+    fact_rows: list[dict[str, Any]]
+    run: dict[str, Any]
+    checkpoint: dict[str, Any] | None
 
 
 class _KeyRace(Exception):
@@ -296,12 +309,19 @@ class SQLStore:
             return self._dialect.lock_claim(stmt)
 
         run_cols = [col.name for col in r.columns]
+        failed_event = (
+            sa.literal('{"event":"failed","fence":') + sa.cast(d.c.fence, sa.String)
+            + sa.literal(',"at":') + p("v_at", type_=sa.Text)
+            + sa.literal(',"reason":"run_terminal"}\n')
+        )
         return {
             "head": head,
             "head_status": sa.select(head.scalar_subquery(), status.scalar_subquery()),
             "read": sa.select(f.c.seq, f.c.type, f.c.at, f.c.body)
             .where(f.c.run_id == p("run_id"), f.c.seq > p("after")).order_by(f.c.seq),
             "read_checkpoint": sa.select(c.c.seq, c.c.data).where(c.c.run_id == p("run_id")),
+            "read_checkpoints": sa.select(c.c.run_id, c.c.seq, c.c.data)
+            .where(c.c.run_id.in_(p("run_ids", expanding=True))),
             "insert_facts": sa.insert(f),
             "insert_dispatches": sa.insert(d),
             "upsert_run": self._dialect.upsert(
@@ -325,6 +345,24 @@ class SQLStore:
                 history=d.c.history + p("v_event", type_=sa.Text),
             ),
             "existing_keys": sa.select(d).where(d.c.dkey.in_(p("keys", expanding=True))),
+            "fail_others": sa.update(d)
+            .where(d.c.run_id.in_(p("run_ids", expanding=True)),
+                   d.c.state.in_(("pending", "claimed")))
+            .values(state="failed", reason="run_terminal", lane=None, eligible_at=None,
+                    lease_expires_at=None, history=d.c.history + failed_event),
+            # The group commit's reads: the settled leases' rows (locked, in key order),
+            # the journal heads and the run statuses.
+            "lock_settled": sa.select(d.c.dkey, d.c.state, d.c.token_hash,
+                                      d.c.lease_expires_at)
+            .where(d.c.dkey.in_(p("keys", expanding=True)))
+            .order_by(d.c.dkey).with_for_update(),
+            # One index probe per run for its head (a correlated MAX over the journal's
+            # primary key), not a grouped scan.
+            "heads_statuses": sa.select(
+                r.c.run_id, r.c.status,
+                sa.select(sa.func.max(f.c.seq)).where(f.c.run_id == r.c.run_id)
+                .scalar_subquery(),
+            ).where(r.c.run_id.in_(p("run_ids", expanding=True))),
             "level": {False: level(False), True: level(True)},
             "notify": sa.text("SELECT pg_notify(:channel, :queue)"),
             "candidates": {False: candidates(False), True: candidates(True)},
@@ -342,16 +380,18 @@ class SQLStore:
         stmt = self._sql["read"]
         if upto is not None:
             stmt = stmt.where(f.c.seq <= upto)
-        facts: list[Fact] = []
-        for row in conn.execute(stmt, {"run_id": run_id, "after": after}):
-            try:
-                body = _json.loads(row.body)
-            except ValueError as exc:
-                raise CorruptDataError(f"run {run_id} fact {row.seq}", str(exc)) from exc
-            if not isinstance(body, dict):
-                raise CorruptDataError(f"run {run_id} fact {row.seq}", "body is not an object")
-            facts.append(Fact(seq=int(row.seq), type=row.type, at=float(row.at), body=body))
-        return facts
+        return [self._fact(run_id, row)
+                for row in conn.execute(stmt, {"run_id": run_id, "after": after})]
+
+    @staticmethod
+    def _fact(run_id: str, row: Any) -> Fact:
+        try:
+            body = _json.loads(row.body)
+        except ValueError as exc:
+            raise CorruptDataError(f"run {run_id} fact {row.seq}", str(exc)) from exc
+        if not isinstance(body, dict):
+            raise CorruptDataError(f"run {run_id} fact {row.seq}", "body is not an object")
+        return Fact(seq=int(row.seq), type=row.type, at=float(row.at), body=body)
 
     def _fact_rows(self, run_id: str, facts: Sequence[Fact]) -> list[dict[str, Any]]:
         rows = []
@@ -415,6 +455,39 @@ class SQLStore:
 
     def read(self, run_id: str, after_seq: int = 0) -> list[Fact]:
         return self._run(lambda conn: self._read(conn, run_id, max(after_seq, 0)), write=False)
+
+    def read_runs(
+        self, after: Mapping[str, int | None]
+    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """``BatchReader.read_runs``: the checkpoints, then every run's facts, in two
+        statements of one transaction."""
+        if not after:
+            return {}
+        for run_id in after:
+            _text("run_id", run_id)
+        f = self.tables.facts
+
+        def body(conn: sa.Connection) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+            wanted = sorted(run_id for run_id, seq in after.items() if seq is None)
+            checkpoints = {
+                row.run_id: Checkpoint(seq=int(row.seq), data=row.data)
+                for row in conn.execute(self._sql["read_checkpoints"], {"run_ids": wanted})
+            } if wanted else {}
+            bounds = {run_id: seq if seq is not None else (
+                checkpoints[run_id].seq if run_id in checkpoints else 0)
+                for run_id, seq in after.items()}
+            stmt = (
+                sa.select(f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body)
+                .where(sa.or_(*(sa.and_(f.c.run_id == run_id, f.c.seq > seq)
+                                for run_id, seq in sorted(bounds.items()))))
+                .order_by(f.c.run_id, f.c.seq)
+            )
+            facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
+            for row in conn.execute(stmt):
+                facts[row.run_id].append(self._fact(row.run_id, row))
+            return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
+
+        return self._run(body, write=False)
 
     def head(self, run_id: str) -> int:
         return self._run(lambda conn: self._head(conn, run_id), write=False)
@@ -1022,13 +1095,13 @@ class SQLStore:
 
     # ------------------------------------------------------------------ commit
 
-    def commit(self, commit: Commit) -> CommitResult:
+    def _commit_params(self, commit: Commit) -> _Params:
+        """Validate a commit and build its statement parameters (before any round trip)."""
         check_commit(commit)
         run_id = commit.run_id
         _text("run_id", run_id)
         for x in commit.enqueue:
             self._validate_dispatch(x)
-        fact_rows = self._fact_rows(run_id, commit.facts)
         entry = commit.run
         run_row = {
             "run_id": run_id, "workflow": _text("workflow", entry.workflow),
@@ -1038,11 +1111,17 @@ class SQLStore:
             "parent_run_id": (None if entry.parent_run_id is None
                               else _text("parent_run_id", entry.parent_run_id)),
         }
-        run_params = {f"v_{name}": value for name, value in run_row.items()}
-        checkpoint_params = (
-            self._checkpoint_params(run_id, commit.checkpoint)
-            if commit.checkpoint is not None else None
+        return _Params(
+            commit=commit,
+            fact_rows=self._fact_rows(run_id, commit.facts),
+            run={f"v_{name}": value for name, value in run_row.items()},
+            checkpoint=(self._checkpoint_params(run_id, commit.checkpoint)
+                        if commit.checkpoint is not None else None),
         )
+
+    def commit(self, commit: Commit) -> CommitResult:
+        params = self._commit_params(commit)
+        run_id = commit.run_id
         expected, count = commit.expected_seq, len(commit.facts)
 
         def body(conn: sa.Connection) -> CommitResult:
@@ -1064,16 +1143,16 @@ class SQLStore:
                 raise RunTerminalError(run_id, "schedule", status, "the run has ended")
             # 5. every enqueued key is new or the same intent.
             fresh = self._check_enqueue(conn, commit.enqueue, {})
-            if fact_rows:
-                self._insert_facts(conn, run_id, expected, fact_rows)
+            if params.fact_rows:
+                self._insert_facts(conn, run_id, expected, params.fact_rows)
             # A worker's own commit is followed by its own next claim: only commits from
             # outside a worker (starts, approvals, resumes) wake idle workers.
             self._insert_dispatches(conn, fresh, now, announce=lease is None)
-            conn.execute(self._sql["upsert_run"], run_params)
-            if checkpoint_params is not None:
-                conn.execute(self._sql["upsert_checkpoint"], checkpoint_params)
+            conn.execute(self._sql["upsert_run"], params.run)
+            if params.checkpoint is not None:
+                conn.execute(self._sql["upsert_checkpoint"], params.checkpoint)
             if commit.terminal:
-                self._fail_others(conn, run_id, now)
+                self._fail_others(conn, [run_id], now)
             return CommitResult(expected + count)
 
         try:
@@ -1081,22 +1160,114 @@ class SQLStore:
         except AppendConflict as exc:
             raise self._conflict_with_head(exc) from None
 
-    def _fail_others(self, conn: sa.Connection, run_id: str, now: float) -> None:
-        """Fail every pending or claimed dispatch of a run that just ended."""
-        d = self.tables.dispatches
-        event = (
-            sa.literal('{"event":"failed","fence":')
-            + sa.cast(d.c.fence, sa.String)
-            + sa.literal(f',"at":{_json.dumps(now)},"reason":"run_terminal"}}\n')
-        )
-        conn.execute(
-            sa.update(d)
-            .where(d.c.run_id == run_id, d.c.state.in_(("pending", "claimed")))
-            .values(
-                state="failed", reason="run_terminal", lane=None, eligible_at=None,
-                lease_expires_at=None, history=d.c.history + event,
-            )
-        )
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
+        """The group commit: the worker's outcomes in one transaction, a few statements.
+
+        The fast path takes commits that settle a lease, one per run: in one transaction
+        it locks their dispatch rows (in key order), reads the runs' statuses and journal
+        heads, keeps the commits whose lease is live, whose head is where the writer
+        left it, whose run may still schedule and whose dispatch keys are all new, and
+        writes them with one statement per table. Every other commit — a resend, a
+        conflict, a lost lease, a second commit of the same run, a commit without a lease
+        — is then committed alone with ``commit``, which decides and explains it. If a
+        concurrent writer races the group (a journal sequence or dispatch key taken
+        between the checks and the writes), the group's transaction is rolled back and
+        its commits are committed alone too.
+        """
+        results: list[CommitResult | SquidieError | None] = [None] * len(commits)
+        group: list[tuple[int, _Params]] = []
+        alone: list[int] = []
+        runs: set[str] = set()
+        for index, commit in enumerate(commits):
+            if commit.settle is None or commit.run_id in runs:
+                alone.append(index)
+                continue
+            try:
+                group.append((index, self._commit_params(commit)))
+            except (InvalidArgument, ValueTooLarge) as exc:
+                results[index] = exc
+                continue
+            runs.add(commit.run_id)
+        if group:
+            try:
+                written = self._run(lambda conn: self._commit_group(conn, group), write=True)
+            except (AppendConflict, _KeyRace):
+                written = {}
+            for index, _ in group:
+                if index in written:
+                    results[index] = written[index]
+                else:
+                    alone.append(index)
+        for index in sorted(alone):
+            try:
+                results[index] = self.commit(commits[index])
+            except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
+                    ValueTooLarge) as exc:
+                results[index] = exc
+        return [r for r in results if r is not None]
+
+    def _commit_group(self, conn: sa.Connection,
+                      group: Sequence[tuple[int, _Params]]) -> dict[int, CommitResult]:
+        """Check and write the commits of ``group`` that pass; their results by index."""
+        now = self.clock.now()
+        leases = {p.commit.settle.key: p.commit.settle for _, p in group
+                  if p.commit.settle is not None}
+        rows = {row.dkey: row for row in conn.execute(self._sql["lock_settled"],
+                                                       {"keys": sorted(leases)})}
+        run_ids = sorted({p.commit.run_id for _, p in group})
+        runs = {row[0]: (row[1], int(row[2] or 0))
+                for row in conn.execute(self._sql["heads_statuses"], {"run_ids": run_ids})}
+        passing: list[tuple[int, _Params]] = []
+        for index, p in group:
+            commit = p.commit
+            lease = commit.settle
+            assert lease is not None
+            row = rows.get(lease.key)
+            # A run without an index row (facts appended outside commits) goes alone.
+            status, head = runs.get(commit.run_id, (None, -1))
+            if (row is None or row.state != "claimed"
+                    or row.token_hash != hash_token(lease.token)
+                    or float(row.lease_expires_at) <= now
+                    or head != commit.expected_seq
+                    or (commit.enqueue and status in TERMINAL_STATUSES)):
+                continue
+            passing.append((index, p))
+        keys = [x.key for _, p in passing for x in p.commit.enqueue]
+        if keys:
+            taken = {row.dkey for row in conn.execute(self._sql["existing_keys"],
+                                                      {"keys": keys})}
+            passing = [(i, p) for i, p in passing
+                       if not any(x.key in taken for x in p.commit.enqueue)]
+        if not passing:
+            return {}
+        settles = []
+        for _, p in passing:
+            lease = p.commit.settle
+            assert lease is not None
+            params = self._live_params(lease, now)
+            params.update(v_state="completed", v_reason=None,
+                          v_event=_event(event="completed", fence=lease.fence, at=now,
+                                         reason=None))
+            settles.append(params)
+        conn.execute(self._sql["settle"], settles)
+        fact_rows = [row for _, p in passing for row in p.fact_rows]
+        if fact_rows:
+            self._insert_facts(conn, passing[0][1].commit.run_id, 0, fact_rows)
+        self._insert_dispatches(conn, [x for _, p in passing for x in p.commit.enqueue], now)
+        conn.execute(self._sql["upsert_run"], [p.run for _, p in passing])
+        checkpoints = [p.checkpoint for _, p in passing if p.checkpoint is not None]
+        if checkpoints:
+            conn.execute(self._sql["upsert_checkpoint"], checkpoints)
+        ended = [p.commit.run_id for _, p in passing if p.commit.terminal]
+        if ended:
+            self._fail_others(conn, ended, now)
+        return {index: CommitResult(p.commit.expected_seq + len(p.commit.facts))
+                for index, p in passing}
+
+    def _fail_others(self, conn: sa.Connection, run_ids: Sequence[str], now: float) -> None:
+        """Fail every pending or claimed dispatch of runs that just ended."""
+        conn.execute(self._sql["fail_others"], {"run_ids": list(run_ids),
+                                                "v_at": _json.dumps(now)})
 
     # ------------------------------------------------------------------ misc
 

@@ -6,7 +6,10 @@ index row, not the checkpoint, and not the settlement of its lease.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 from sql_helpers import dispatch, entry, facts, settle, start
 
 from squidie_backends.sql import SQLStore
@@ -154,3 +157,105 @@ def test_malformed_commit_is_a_caller_bug(sql_store: SQLStore) -> None:
     with pytest.raises(ValueError):
         sql_store.commit(Commit("r", 0, facts(1, 1), entry("other")))
     assert sql_store.head("r") == 0
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+class _Transactions:
+    """Counts the transactions committed and statements sent through a store's engine."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.commits = 0
+        self.statements = 0
+        engine = store._engine
+        sa.event.listen(engine, "commit", self._commit)
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+
+    def _commit(self, conn: object) -> None:
+        self.commits += 1
+
+    def _statement(self, *args: object) -> None:
+        self.statements += 1
+
+
+def test_a_group_of_outcomes_is_one_transaction(sql_store: SQLStore) -> None:
+    for i in range(10):
+        start(sql_store, f"r{i}", dispatch(f"r{i}", "a"))
+    leases = sql_store.claim("w", lease_for=30, limit=10)
+    commits = [
+        Commit(lease.dispatch.run_id, 1, facts(2, 2), entry(lease.dispatch.run_id, last_seq=3),
+               enqueue=[dispatch(lease.dispatch.run_id, "b")], settle=lease,
+               checkpoint=Checkpoint(3, "state@3"))
+        for lease in leases
+    ]
+    counted = _Transactions(sql_store)
+    assert sql_store.commit_many(commits) == [CommitResult(3)] * 10
+    # One transaction and a statement per table, whatever the size of the group.
+    assert counted.commits == 1
+    assert counted.statements <= 12
+    for i in range(10):
+        states = {x.dispatch.step: x.state for x in sql_store.dispatches(f"r{i}")}
+        assert states == {"a": "completed", "b": "available"}
+        assert sql_store.read_checkpoint(f"r{i}") == Checkpoint(3, "state@3")
+
+
+def test_a_group_ending_runs_fails_only_their_other_dispatches(sql_store: SQLStore) -> None:
+    for run_id in ("end1", "end2", "live"):
+        start(sql_store, run_id, dispatch(run_id, "a"), dispatch(run_id, "b"))
+    leases = [lease for lease in sql_store.claim("w", lease_for=30, limit=6)
+              if lease.dispatch.step == "a"]
+    commits = [
+        Commit(lease.dispatch.run_id, 1, facts(2, 1),
+               entry(lease.dispatch.run_id, last_seq=2,
+                     status="running" if lease.dispatch.run_id == "live" else "completed"),
+               settle=lease)
+        for lease in leases
+    ]
+    assert sql_store.commit_many(commits) == [CommitResult(2)] * 3
+    for run_id, other in (("end1", "failed"), ("end2", "failed"), ("live", "claimed")):
+        states = {x.dispatch.step: x.state for x in sql_store.dispatches(run_id)}
+        assert states == {"a": "completed", "b": other}
+
+
+def test_a_group_checks_each_commit_and_sends_the_failures_alone(sql_store: SQLStore) -> None:
+    for run_id in ("r1", "r2"):
+        start(sql_store, run_id, dispatch(run_id, "a"))
+    leases = sorted(sql_store.claim("w", lease_for=30, limit=2), key=lambda x: x.key)
+    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
+                      entry(lease.dispatch.run_id, last_seq=2), settle=lease)
+               for lease in leases]
+    sql_store.append("r2", facts(2, 1, by="operator"), expected_seq=1)
+    results = sql_store.commit_many(commits)
+    assert results[0] == CommitResult(2)
+    assert isinstance(results[1], AppendConflict) and results[1].actual_seq == 2
+    states = {x.dispatch.run_id: x.state for r in ("r1", "r2") for x in sql_store.dispatches(r)}
+    assert states == {"r1": "completed", "r2": "claimed"}
+
+
+def test_a_group_raced_between_its_checks_and_writes_is_committed_one_at_a_time(
+    sql_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for run_id in ("r1", "r2"):
+        start(sql_store, run_id, dispatch(run_id, "a"))
+    leases = sorted(sql_store.claim("w", lease_for=30, limit=2), key=lambda x: x.key)
+    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
+                      entry(lease.dispatch.run_id, last_seq=2), settle=lease)
+               for lease in leases]
+    # A concurrent writer took a sequence after the checks: the group's fact insert
+    # hits the unique key (PostgreSQL and MariaDB; SQLite serialises writers).
+    insert = sql_store._insert_facts
+    raced: list[int] = []
+
+    def taken_once(conn: sa.Connection, run_id: str, expected: int, rows: Any) -> None:
+        if not raced:
+            raced.append(len(rows))
+            raise AppendConflict(run_id, expected, None)
+        insert(conn, run_id, expected, rows)
+
+    monkeypatch.setattr(sql_store, "_insert_facts", taken_once)
+    assert sql_store.commit_many(commits) == [CommitResult(2), CommitResult(2)]
+    assert raced == [2]  # the group tried once with both, then each went alone
+    states = {x.dispatch.run_id: x.state for r in ("r1", "r2") for x in sql_store.dispatches(r)}
+    assert states == {"r1": "completed", "r2": "completed"}
+    assert [len(sql_store.read(r)) for r in ("r1", "r2")] == [2, 2]
