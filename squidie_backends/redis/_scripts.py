@@ -186,8 +186,19 @@ class Scripts:
         reply = self.call("delete_checkpoints", [ckpt], [run_id or ""])
         return int(reply[1])
 
-    def commit(
-        self,
+    def commit(self, **arguments: Any) -> list[Any]:
+        """``commit.lua`` (see ``commit_call`` for the arguments): the raw reply
+        (``[code, ...]``)."""
+        keys, args = self.commit_call(**arguments)
+        return list(self.call("commit", keys, args))
+
+    def queue_commit(self, pipe: redis.client.Pipeline, **arguments: Any) -> None:
+        """Queue a ``commit.lua`` call on a pipeline (its reply comes from ``execute``)."""
+        keys, args = self.commit_call(**arguments)
+        pipe.evalsha(self._sha["commit"], len(keys), *keys, *args)
+
+    @staticmethod
+    def commit_call(
         *,
         run_keys: Sequence[str],
         groups: Sequence[tuple[str, Sequence[str]]],
@@ -204,11 +215,9 @@ class Scripts:
         terminal: bool,
         checkpoint: tuple[int, str] | None,
         old_workflow: str,
-    ) -> list[Any]:
-        """``commit.lua``: ``run_keys`` are KEYS[1..11]; ``groups`` (queue, 7 keys) follow.
-
-        Returns the raw reply (``[code, ...]``).
-        """
+    ) -> tuple[list[str], list[Any]]:
+        """``commit.lua``'s keys and arguments: ``run_keys`` are KEYS[1..11]; ``groups``
+        (queue, 7 keys) follow."""
         keys = list(run_keys)
         for _, group_keys in groups:
             keys.extend(group_keys)
@@ -225,7 +234,7 @@ class Scripts:
             checkpoint[0] if checkpoint else -1, checkpoint[1] if checkpoint else "",
             old_workflow, len(groups), *(name for name, _ in groups),
         ]
-        return list(self.call("commit", keys, args))
+        return keys, args
 
     def enqueue(
         self,

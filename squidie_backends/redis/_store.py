@@ -59,7 +59,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, NoReturn
@@ -77,14 +77,18 @@ from squidie_core._clock import Clock
 from squidie_core.errors import (
     AppendConflict,
     CapabilityNotSupported,
+    ConflictError,
     CorruptDataError,
     DispatchNotFound,
     IdempotencyConflict,
     InvalidArgument,
+    InvalidTransitionError,
     LeaseLostError,
     RunTerminalError,
     SchemaVersionError,
+    SquidieError,
     StoreError,
+    ValueTooLarge,
 )
 from squidie_core.storage import (
     Capabilities,
@@ -157,6 +161,65 @@ def _us(seconds: float) -> int:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+class _CommitRequest:
+    """The arguments of one ``commit.lua`` call, updated by the replies asking for another
+    try (a queue whose keys were not passed, an index entry under another workflow)."""
+
+    def __init__(self, store: RedisStore, commit: Commit, *, home: str,
+                 groups: dict[str, int], facts: list[str], row: str) -> None:
+        self.store = store
+        self.commit = commit
+        self.home = home
+        self.groups = groups
+        self.facts = facts
+        self.row = row
+        self.old_workflow = commit.run.workflow
+
+    def arguments(self) -> dict[str, Any]:
+        commit, run, store = self.commit, self.commit.run, self.store
+        hk = store._queue(self.home)
+        groups = self.groups
+        settle = None
+        if commit.settle is not None:
+            settle = (commit.settle.key, hash_token(commit.settle.token),
+                      groups[commit.settle.dispatch.queue])
+        return {
+            "run_keys": [
+                hk.journal(commit.run_id), hk.runs, hk.runmeta, hk.ckpt,
+                hk.run_dispatches(commit.run_id), hk.ix, hk.ixs,
+                hk.ixw(run.workflow), hk.ixws(run.workflow),
+                hk.ixw(self.old_workflow), hk.ixws(self.old_workflow),
+            ],
+            "groups": [(q, store._queue(q).group) for q in groups],
+            "offset_us": store._offset,
+            "run_id": commit.run_id,
+            "expected": commit.expected_seq,
+            "facts": self.facts,
+            "settle": settle,
+            "enqueue": [store._dispatch_args(d, groups[d.queue]) for d in commit.enqueue],
+            "row": self.row,
+            "status": run.status,
+            "workflow": run.workflow,
+            "member": index_member(run.created_at, run.run_id),
+            "terminal": commit.terminal,
+            "checkpoint": ((commit.checkpoint.seq, commit.checkpoint.data)
+                           if commit.checkpoint else None),
+            "old_workflow": self.old_workflow,
+        }
+
+    def needs_another_try(self, reply: Sequence[Any]) -> bool:
+        """Whether ``reply`` asks for the call again (with the arguments updated)."""
+        code = Code(reply[0])
+        if code == Code.NEED_QUEUES:
+            for q in reply[1:]:
+                self.groups.setdefault(str(q), len(self.groups) + 1)
+            return True
+        if code == Code.REINDEX:
+            self.old_workflow = str(reply[1])
+            return True
+        return False
 
 
 class RedisStore:
@@ -354,6 +417,10 @@ class RedisStore:
             if home is None:
                 return None
             raw = self._client.hget(self._queue(home).ckpt, run_id)
+        return self._checkpoint(run_id, raw)
+
+    @staticmethod
+    def _checkpoint(run_id: str, raw: Any) -> Checkpoint | None:
         if raw is None:
             return None
         seq, sep, data = str(raw).partition("\n")
@@ -361,6 +428,39 @@ class RedisStore:
             log.warning("ignoring a malformed checkpoint of run %s", run_id)
             return None
         return Checkpoint(seq=int(seq), data=data)
+
+    def read_runs(
+        self, after: Mapping[str, int | None]
+    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """``BatchReader.read_runs`` in pipelined round trips: the homes not known yet,
+        the checkpoints asked for, then every journal."""
+        self._check_open()
+        if not after:
+            return {}
+        with self._errors():
+            homes = self._load_homes(after)
+            wanted = [r for r, seq in after.items() if seq is None and r in homes]
+            checkpoints: dict[str, Checkpoint | None] = {}
+            if wanted:
+                pipe = self._client.pipeline(transaction=False)
+                for run_id in wanted:
+                    pipe.hget(self._queue(homes[run_id]).ckpt, run_id)
+                for run_id, raw in zip(wanted, pipe.execute(), strict=True):
+                    checkpoints[run_id] = self._checkpoint(run_id, raw)
+            readable = [r for r in after if r in homes]
+            pipe = self._client.pipeline(transaction=False)
+            for run_id in readable:
+                seq = after[run_id]
+                checkpoint = checkpoints.get(run_id)
+                base = seq if seq is not None else (checkpoint.seq if checkpoint else 0)
+                pipe.lrange(self._queue(homes[run_id]).journal(run_id), max(base, 0), -1)
+            journals = dict(zip(readable, pipe.execute() if readable else [], strict=True))
+        runs: dict[str, tuple[Checkpoint | None, list[Fact]]] = {}
+        for run_id in after:
+            where = f"journal of run {run_id!r}"
+            runs[run_id] = (checkpoints.get(run_id), [
+                Fact.from_json(item, where=where) for item in journals.get(run_id, [])])
+        return runs
 
     def write_checkpoint(self, run_id: str, checkpoint: Checkpoint) -> None:
         self._check_open()
@@ -756,62 +856,71 @@ class RedisStore:
     def commit(self, commit: Commit) -> CommitResult:
         check_commit(commit)
         self._check_priorities(commit.enqueue)
-        run = commit.run
         facts = [_fact_json(f) for f in commit.facts]
-        row = _canonical(run.to_dict(), "run")
-        member = index_member(run.created_at, run.run_id)
+        row = _canonical(commit.run.to_dict(), "run")
         self._check_open()
         with self._errors():
-            home = self._home_for_write(commit.run_id, run.queue)
-            hk = self._queue(home)
-            groups: dict[str, int] = {home: 1}
-            settle_queue = commit.settle.dispatch.queue if commit.settle else None
-            for q in ([settle_queue] if settle_queue else []) + [d.queue for d in commit.enqueue]:
-                groups.setdefault(q, len(groups) + 1)
-            self._register(*groups)
-            settle = None
-            if commit.settle is not None:
-                settle = (commit.settle.key, hash_token(commit.settle.token),
-                          groups[commit.settle.dispatch.queue])
-            enqueue = [self._dispatch_args(d, groups[d.queue]) for d in commit.enqueue]
-            checkpoint = (
-                (commit.checkpoint.seq, commit.checkpoint.data) if commit.checkpoint else None
-            )
-            old_workflow = run.workflow
+            request = self._commit_request(commit, facts, row)
             for _ in range(4):
-                reply = self._scripts.commit(
-                    run_keys=[
-                        hk.journal(commit.run_id), hk.runs, hk.runmeta, hk.ckpt,
-                        hk.run_dispatches(commit.run_id), hk.ix, hk.ixs,
-                        hk.ixw(run.workflow), hk.ixws(run.workflow),
-                        hk.ixw(old_workflow), hk.ixws(old_workflow),
-                    ],
-                    groups=[(q, self._queue(q).group) for q in groups],
-                    offset_us=self._offset,
-                    run_id=commit.run_id,
-                    expected=commit.expected_seq,
-                    facts=facts,
-                    settle=settle,
-                    enqueue=enqueue,
-                    row=row,
-                    status=run.status,
-                    workflow=run.workflow,
-                    member=member,
-                    terminal=commit.terminal,
-                    checkpoint=checkpoint,
-                    old_workflow=old_workflow,
-                )
-                code = Code(reply[0])
-                if code == Code.NEED_QUEUES:
-                    for q in reply[1:]:
-                        groups.setdefault(str(q), len(groups) + 1)
-                    continue
-                if code == Code.REINDEX:
-                    old_workflow = str(reply[1])
-                    continue
-                break
+                reply = self._scripts.commit(**request.arguments())
+                if not request.needs_another_try(reply):
+                    break
             else:  # pragma: no cover - the layout changed under us four times
                 raise StoreError(f"commit of run {commit.run_id!r} could not settle its keys")
+        return self._commit_result(commit, reply)
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
+        """The group commit: every commit's ``commit.lua`` call in one pipelined round trip.
+
+        Each script call is atomic on its own (a group may span cluster slots, so it is
+        not one script); a commit whose call asks for another try (a queue's keys not
+        passed, an index to move) is sent again alone with ``commit``.
+        """
+        self._check_open()
+        results: list[CommitResult | SquidieError | None] = [None] * len(commits)
+        sent: list[tuple[int, Commit]] = []
+        with self._errors():
+            self._load_homes([c.run_id for c in commits])
+            pipe = self._client.pipeline(transaction=False)
+            for index, commit in enumerate(commits):
+                try:
+                    check_commit(commit)
+                    self._check_priorities(commit.enqueue)
+                    request = self._commit_request(
+                        commit, [_fact_json(f) for f in commit.facts],
+                        _canonical(commit.run.to_dict(), "run"))
+                except (InvalidArgument, ValueTooLarge) as exc:
+                    results[index] = exc
+                    continue
+                self._scripts.queue_commit(pipe, **request.arguments())
+                sent.append((index, commit))
+            replies = pipe.execute(raise_on_error=False) if sent else []
+        for (index, commit), reply in zip(sent, replies, strict=True):
+            try:
+                if isinstance(reply, Exception) or Code(reply[0]) in (Code.NEED_QUEUES,
+                                                                      Code.REINDEX):
+                    results[index] = self.commit(commit)
+                else:
+                    results[index] = self._commit_result(commit, reply)
+            except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
+                    ValueTooLarge) as exc:
+                results[index] = exc
+        return [r for r in results if r is not None]
+
+    def _commit_request(self, commit: Commit, facts: list[str], row: str) -> _CommitRequest:
+        """Everything ``commit.lua`` needs for ``commit`` (may register queues)."""
+        run = commit.run
+        home = self._home_for_write(commit.run_id, run.queue)
+        groups: dict[str, int] = {home: 1}
+        settle_queue = commit.settle.dispatch.queue if commit.settle else None
+        for q in ([settle_queue] if settle_queue else []) + [d.queue for d in commit.enqueue]:
+            groups.setdefault(q, len(groups) + 1)
+        self._register(*groups)
+        return _CommitRequest(self, commit, home=home, groups=groups, facts=facts, row=row)
+
+    def _commit_result(self, commit: Commit, reply: Sequence[Any]) -> CommitResult:
+        """``commit.lua``'s final reply as a result, or the error it stands for."""
+        code = Code(reply[0])
         if code in (Code.OK, Code.REPLAYED):
             return CommitResult(last_seq=int(reply[1]), replayed=code == Code.REPLAYED)
         if code in _LEASE_DETAIL:
@@ -824,6 +933,21 @@ class RedisStore:
         if code == Code.IDEMPOTENCY_CONFLICT:
             raise IdempotencyConflict(str(reply[1]), "dispatch enqueued with a different intent")
         raise StoreError(f"commit.lua replied {reply!r}")  # pragma: no cover
+
+    def _load_homes(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The home queue of each run that has one, asking in one pipelined round trip
+        for those not known yet."""
+        homes = {r: self._homes[r] for r in run_ids if r in self._homes}
+        missing = list(dict.fromkeys(r for r in run_ids if r not in homes))
+        if missing:
+            pipe = self._client.pipeline(transaction=False)
+            for run_id in missing:
+                pipe.get(self._keys.home(run_id))
+            for run_id, home in zip(missing, pipe.execute(), strict=True):
+                if home is not None:
+                    homes[run_id] = str(home)
+                    self._remember_home(run_id, str(home))
+        return homes
 
     # ------------------------------------------------------------------ misc
 
