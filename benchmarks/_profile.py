@@ -1,10 +1,12 @@
 """Profile one worker slot draining W1 in-process: ``python -m benchmarks._profile``.
 
-    python -m benchmarks._profile [BACKEND] [RUNS]
+    python -m benchmarks._profile [BACKEND] [RUNS] [Three|Single] [BATCH]
 
-Starts RUNS three-step runs, then drains them with ``execute_next`` in this process under
-pyinstrument (``pip install pyinstrument``) and prints the profile, so the engine's own
-cost per step shows next to the time spent waiting on the backend.
+Starts RUNS runs of the W1 (``Three``, default) or W2 (``Single``) workflow, then drains
+them in this process under pyinstrument (``pip install pyinstrument``), claiming BATCH at a
+time (default 1) and group-committing them as ``Worker(claim_batch=BATCH)`` does, and
+prints the profile, so the engine's own cost per step shows next to the time spent waiting
+on the backend.
 """
 
 from __future__ import annotations
@@ -22,18 +24,25 @@ def main() -> int:
 
     name = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    workflow = {"Three": Three, "Single": Single}[sys.argv[3] if len(sys.argv) > 3 else "Three"]
     target = TARGETS[name]
     with tempfile.TemporaryDirectory() as directory:
         url = target.new_url(directory)
         engine = Squidie.from_url(url, workflows=[Three, Single])
         try:
             for _ in range(runs):
-                engine.start(Three, "go", {"n": 0})
+                engine.start(workflow, "go", {"n": 0} if workflow is Three else {})
             profiler = Profiler(interval=0.0005)
             profiler.start()
             steps = 0
-            while engine.execute_next(owner_id="profile", heartbeat_interval=0):
-                steps += 1
+            batch = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+            queues = engine.queues()
+            while True:
+                leases = engine.store.claim("profile", lease_for=300, limit=batch,
+                                            queues=queues)
+                if not leases:
+                    break
+                steps += len(engine.run_leases(leases, heartbeat_interval=0))
             profiler.stop()
             print(f"{steps} steps")
             print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +66,8 @@ from squidie_core.storage import (
     Page,
     Store,
     check_queue_name,
+    commit_many,
+    read_runs,
 )
 
 __all__ = ["CommandResult", "ExecuteResult", "Squidie", "StartResult"]
@@ -169,6 +171,22 @@ class _Tracked:
     due: float
     lost: bool = False
     error: str | None = None
+
+
+@dataclass(eq=False)
+class _Ran:
+    """A step that ran, with what committing its outcome needs."""
+
+    lease: Lease
+    definition: WorkflowDefinition
+    state: RunState
+    checkpoint_seq: int
+    outcome: Outcome
+    children: _Children
+    started_at: float
+    duration: float
+    tracked: _Tracked | None = None
+    span: Any = None
 
 
 class _Heartbeater:
@@ -455,6 +473,51 @@ class Squidie:
         state, checkpoint_seq = cached
         return fold(run_id, self.store.read(run_id, after_seq=state.seq), state), checkpoint_seq
 
+    def _load_many(self, run_ids: Sequence[str]) -> dict[str, tuple[RunState, int]]:
+        """``_load_cached`` for several runs in one read (``read_runs``).
+
+        A run that needs anything unusual (an unreadable checkpoint, a checkpoint with
+        nothing after it, no facts, a corrupt fact) is left out: its attempt loads it
+        alone, which decides and explains.
+        """
+        cached: dict[str, tuple[RunState, int]] = {}
+        with self._states_lock:
+            for run_id in run_ids:
+                hit = self._states.pop(run_id, None)
+                if hit is not None:
+                    cached[run_id] = hit
+        try:
+            reads = read_runs(self.store, {
+                run_id: cached[run_id][0].seq if run_id in cached else None
+                for run_id in run_ids
+            })
+        except CorruptDataError:
+            reads = {}
+        loaded: dict[str, tuple[RunState, int]] = {}
+        for run_id, (checkpoint, facts) in reads.items():
+            if run_id in cached:
+                state, checkpoint_seq = cached[run_id]
+                loaded[run_id] = fold(run_id, facts, state), checkpoint_seq
+                continue
+            if not facts:
+                continue
+            base, state = 0, RunState(run_id)
+            if checkpoint is not None:
+                try:
+                    state = RunState.decode(checkpoint.data)
+                except (ValueError, TypeError, KeyError):
+                    continue
+                if state.seq != checkpoint.seq or state.run_id != run_id:
+                    continue
+                base = checkpoint.seq
+            loaded[run_id] = fold(run_id, facts, state), base
+        # What was cached but not loaded here goes back, for the attempt's own load.
+        with self._states_lock:
+            for run_id, hit in cached.items():
+                if run_id not in loaded:
+                    self._states[run_id] = hit
+        return loaded
+
     def _remember(self, state: RunState, checkpoint_seq: int) -> None:
         """Cache a run's state after a successful commit (dropped once the run ends)."""
         if self.state_cache == 0 or state.terminal:
@@ -477,29 +540,34 @@ class Squidie:
             copy_state=False,
         )
 
-    def _commit(
-        self, plan: Plan, *, checkpoint_seq: int, settle: Lease | None = None,
-        outcome: str = "command",
-    ) -> CommitResult:
+    def _commit_of(self, plan: Plan, checkpoint_seq: int, settle: Lease | None) -> Commit:
         state = plan.state
         checkpoint = None
         if self._checkpoint_due(state, checkpoint_seq):
             checkpoint = Checkpoint(seq=state.seq, data=state.encode())
-        result = self.store.commit(
-            Commit(
-                run_id=state.run_id,
-                expected_seq=plan.base_seq,
-                facts=plan.facts,
-                run=plan.run_entry(),
-                enqueue=plan.dispatches,
-                settle=settle,
-                checkpoint=checkpoint,
-            )
+        return Commit(
+            run_id=state.run_id,
+            expected_seq=plan.base_seq,
+            facts=plan.facts,
+            run=plan.run_entry(),
+            enqueue=plan.dispatches,
+            settle=settle,
+            checkpoint=checkpoint,
         )
+
+    def _after_commit(self, plan: Plan, result: CommitResult, outcome: str) -> None:
+        state = plan.state
         telemetry = self.telemetry
         telemetry.count_commit(state.workflow, outcome)
         if not result.replayed and telemetry.wants_events():
             telemetry.emit(events_for(state.run_id, state.workflow, state.status, plan.facts))
+
+    def _commit(
+        self, plan: Plan, *, checkpoint_seq: int, settle: Lease | None = None,
+        outcome: str = "command",
+    ) -> CommitResult:
+        result = self.store.commit(self._commit_of(plan, checkpoint_seq, settle))
+        self._after_commit(plan, result, outcome)
         return result
 
     def _check_size(self, what: str, value: Any) -> None:
@@ -785,9 +853,208 @@ class Squidie:
 
         For hosts that claim in batches themselves; ``execute_next`` is claim plus this.
         """
+        ready = self._ready(lease)
+        if isinstance(ready, ExecuteResult):
+            return ready
+        definition, state, checkpoint_seq = ready
+        with self.telemetry.span("squidie.execute_next", state.trace,
+                                 self._span_attributes(lease, definition)) as span:
+            ran = self._run_attempt(lease, definition, state, checkpoint_seq,
+                                    lease_for=lease_for, heartbeat_interval=heartbeat_interval)
+            result = ran if isinstance(ran, ExecuteResult) else self._commit_outcome(ran)
+            if span is not None:
+                span.set_attribute("squidie.outcome", result.outcome)
+            return result
+
+    def run_leases(
+        self,
+        leases: Sequence[Lease],
+        *,
+        lease_for: float = DEFAULT_LEASE,
+        heartbeat_interval: float | None = None,
+        hold: float = 0.05,
+        stop: Callable[[], bool] | None = None,
+    ) -> list[ExecuteResult]:
+        """Run several claimed leases' steps in turn and commit their outcomes together.
+
+        The group commit: outcomes are held (their leases still heartbeated) and committed
+        through the store's ``commit_many`` in one round trip once every step has run, or
+        sooner, between two steps, when the oldest held outcome has waited ``hold``
+        seconds. Each outcome is still fenced and atomic on its own: a lease lost or a
+        conflict affects that attempt alone. Each attempt's span stays open until its
+        outcome is committed.
+
+        Args:
+            leases: Leases from one ``claim``.
+            lease_for: Seconds each lease lasts between heartbeats.
+            heartbeat_interval: As for ``execute_next``.
+            hold: The longest an outcome waits for the others before being committed.
+            stop: Checked before each step; once it returns ``True`` the leases not
+                started are put back (``retry`` with no delay) and left out of the result.
+
+        Returns:
+            One result per lease run, in order (fewer than ``leases`` after a stop).
+        """
+        if len(leases) == 1 and not (stop is not None and stop()):
+            return [self.run_lease(leases[0], lease_for=lease_for,
+                                   heartbeat_interval=heartbeat_interval)]
+        results: list[ExecuteResult | _Ran] = []
+        held: list[int] = []
+        held_since = 0.0
+        # Load the batch's runs in one read. A run with two attempts in the batch (parallel
+        # branches) is loaded by each attempt itself; the second outcome's commit then
+        # conflicts with the first and is re-planned from fresh facts.
+        counts = Counter(lease.dispatch.run_id for lease in leases)
+        preloaded = self._load_many([r for r, n in counts.items() if n == 1]) if len(
+            leases) > 1 else {}
+        try:
+            for index, lease in enumerate(leases):
+                if stop is not None and stop():
+                    self._put_back(leases[index:], "worker stopping")
+                    break
+                if held and time.monotonic() - held_since >= hold:
+                    self._commit_held(results, held)
+                try:
+                    ran = self._start_in_batch(
+                        lease, preloaded.pop(lease.dispatch.run_id, None),
+                        lease_for=lease_for, heartbeat_interval=heartbeat_interval)
+                except BaseException:
+                    self._put_back(leases[index + 1:], "batch interrupted")
+                    raise
+                if isinstance(ran, _Ran):
+                    if not held:
+                        held_since = time.monotonic()
+                    held.append(len(results))
+                results.append(ran)
+        finally:
+            self._commit_held(results, held)
+        return [r for r in results if isinstance(r, ExecuteResult)]
+
+    def _end_span(self, span: Any, result: ExecuteResult) -> None:
+        with self.telemetry.within(span, end=True):
+            if span is not None:
+                span.set_attribute("squidie.outcome", result.outcome)
+
+    def _start_in_batch(
+        self, lease: Lease, loaded: tuple[RunState, int] | None, *, lease_for: float,
+        heartbeat_interval: float | None,
+    ) -> ExecuteResult | _Ran:
+        """Run one step of a batch: its outcome to hold (span still open), or a result."""
+        fresh = self._still_held(lease, lease_for)
+        if isinstance(fresh, ExecuteResult):
+            return fresh
+        ready = self._ready(fresh, loaded)
+        if isinstance(ready, ExecuteResult):
+            return ready
+        telemetry = self.telemetry
+        span = telemetry.open_span("squidie.execute_next", ready[1].trace,
+                                   self._span_attributes(fresh, ready[0]))
+        try:
+            with telemetry.within(span):
+                ran = self._run_attempt(fresh, *ready, lease_for=lease_for,
+                                        heartbeat_interval=heartbeat_interval,
+                                        keep_tracking=True)
+        except BaseException as exc:
+            telemetry.end_failed(span, exc)
+            raise
+        if isinstance(ran, ExecuteResult):
+            self._end_span(span, ran)
+        else:
+            ran.span = span
+        return ran
+
+    def _still_held(self, lease: Lease, lease_for: float) -> Lease | ExecuteResult:
+        """A lease that waited in its batch for over a third of its time is heartbeated
+        before its step starts: the lease extended, or ``lease_lost`` if another worker
+        has taken the attempt over (its step is then not run here at all)."""
+        if self.clock.now() < lease.expires_at - lease_for * 2 / 3:
+            return lease
+        try:
+            return self.store.heartbeat(lease, lease_for=lease_for)
+        except LeaseLostError as exc:
+            d = lease.dispatch
+            log.warning("lease on %s was lost while it waited in its batch (%s); not run",
+                        d.key, exc, extra={"run_id": d.run_id, "step": d.step,
+                                           "attempt": d.attempt, "owner": lease.owner_id})
+            return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "lease_lost",
+                                 detail=str(exc))
+
+    def _commit_held(self, results: list[ExecuteResult | _Ran], held: list[int]) -> None:
+        """Commit the held outcomes at ``held`` positions of ``results`` in one group."""
+        positions = list(held)
+        held.clear()
+        if not positions:
+            return
+        ran: list[tuple[int, _Ran]] = []
+        for position in positions:
+            item = results[position]
+            assert isinstance(item, _Ran)
+            if item.tracked is not None:
+                self._heartbeater.untrack(item.tracked)
+                if item.tracked.lost:  # its heartbeat failed while the outcome was held
+                    lost = self._lost_before_commit(
+                        item, LeaseLostError(item.lease.key, item.tracked.error or "lost"))
+                    self._end_span(item.span, lost)
+                    results[position] = lost
+                    continue
+                item.lease = item.tracked.lease
+            ran.append((position, item))
+        try:
+            plans = [self._plan_outcome(r) for _, r in ran]
+            replies = commit_many(self.store, [
+                self._commit_of(plan, r.checkpoint_seq, r.lease)
+                for plan, (_, r) in zip(plans, ran, strict=True)
+            ])
+        except BaseException as exc:
+            # Not committed (or not known to be): the leases expire and the attempts are
+            # delivered again. The spans end with the error.
+            for _, r in ran:
+                self.telemetry.end_failed(r.span, exc)
+            raise
+        first_error: Exception | None = None
+        for (position, r), plan, reply in zip(ran, plans, replies, strict=True):
+            try:
+                with self.telemetry.within(r.span, end=True):
+                    if isinstance(reply, CommitResult):
+                        self._after_commit(plan, reply, r.outcome.kind)
+                        result = self._committed(r, plan)
+                    elif isinstance(reply, LeaseLostError):
+                        result = self._lost_before_commit(r, reply)
+                    elif isinstance(reply, AppendConflict):
+                        result = self._after_conflict(r) or self._commit_outcome(r)
+                    else:
+                        raise reply
+                    if r.span is not None:
+                        r.span.set_attribute("squidie.outcome", result.outcome)
+                results[position] = result
+            except Exception as exc:  # the others' results still count; raise at the end
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def _put_back(self, leases: Sequence[Lease], reason: str) -> None:
+        """Release leases never started, to be claimed again at once."""
+        for lease in leases:
+            try:
+                self.store.retry(lease, delay=0.0, reason=reason)
+            except Exception as exc:  # its lease expires and it is claimed again later
+                log.debug("could not put back %s: %s", lease.key, exc)
+
+    @staticmethod
+    def _span_attributes(lease: Lease, definition: WorkflowDefinition) -> dict[str, Any]:
+        d = lease.dispatch
+        return {"squidie.workflow": definition.name, "squidie.step": d.step,
+                "squidie.attempt": d.attempt, "squidie.run_id": d.run_id,
+                "squidie.owner": lease.owner_id}
+
+    def _ready(
+        self, lease: Lease, loaded: tuple[RunState, int] | None = None
+    ) -> ExecuteResult | tuple[WorkflowDefinition, RunState, int]:
+        """Load a claimed attempt's run (unless ``loaded``) and check it can run: what to
+        run, or why not."""
         d = lease.dispatch
         try:
-            state, checkpoint_seq = self._load_cached(d.run_id)
+            state, checkpoint_seq = loaded or self._load_cached(d.run_id)
         except RunNotFound:
             return self._bury(lease, "run_not_found", f"run {d.run_id} has no journal")
         except CorruptDataError as exc:
@@ -814,16 +1081,7 @@ class Squidie:
             return self._bury(lease, "unknown_step",
                               f"step {base_step!r} is not in workflow {definition.name!r} "
                               "(the definition changed under this run)")
-        attrs = {"squidie.workflow": definition.name, "squidie.step": d.step,
-                 "squidie.attempt": d.attempt, "squidie.run_id": d.run_id,
-                 "squidie.owner": lease.owner_id}
-        with self.telemetry.span("squidie.execute_next", state.trace, attrs) as span:
-            result = self._run_attempt(lease, definition, state, checkpoint_seq,
-                                       lease_for=lease_for,
-                                       heartbeat_interval=heartbeat_interval)
-            if span is not None:
-                span.set_attribute("squidie.outcome", result.outcome)
-            return result
+        return definition, state, checkpoint_seq
 
     def _run_attempt(
         self,
@@ -834,7 +1092,13 @@ class Squidie:
         *,
         lease_for: float,
         heartbeat_interval: float | None,
-    ) -> ExecuteResult:
+        keep_tracking: bool = False,
+    ) -> ExecuteResult | _Ran:
+        """Run the step (heartbeated): its outcome to commit, or ``lease_lost``.
+
+        With ``keep_tracking`` the lease stays heartbeated after the step, until the held
+        outcome is committed.
+        """
         d = lease.dispatch
         children = _Children()
         started_at = self.clock.now()
@@ -856,26 +1120,23 @@ class Squidie:
                                                        "squidie.step": d.step}):
                 outcome = self._execute(definition, state, d.step, d.attempt, children)
         finally:
-            if tracked is not None:
+            if tracked is not None and (not keep_tracking or tracked.lost):
                 self._heartbeater.untrack(tracked)
         duration = time.perf_counter() - t0
         telemetry.record_step(definition.name, d.step, outcome.kind, duration,
                               started_at - visible_at)
-        if tracked is not None:
-            if tracked.lost:
-                log.warning(
-                    "lease on %s was lost while the step ran (%s); its result is discarded",
-                    d.key, tracked.error,
-                    extra={"run_id": d.run_id, "step": d.step, "attempt": d.attempt,
-                           "owner": lease.owner_id},
-                )
-                return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "lease_lost",
-                                     detail=tracked.error)
-            lease = tracked.lease
-        return self._commit_outcome(
-            lease, definition=definition, state=state, checkpoint_seq=checkpoint_seq,
-            outcome=outcome, children=children, started_at=started_at, duration=duration,
-        )
+        if tracked is not None and tracked.lost:
+            log.warning(
+                "lease on %s was lost while the step ran (%s); its result is discarded",
+                d.key, tracked.error,
+                extra={"run_id": d.run_id, "step": d.step, "attempt": d.attempt,
+                       "owner": lease.owner_id},
+            )
+            return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "lease_lost",
+                                 detail=tracked.error)
+        return _Ran(tracked.lease if tracked is not None else lease, definition, state,
+                    checkpoint_seq, outcome, children, started_at, duration,
+                    tracked if keep_tracking else None)
 
     def _execute(
         self,
@@ -931,56 +1192,64 @@ class Squidie:
                 selected[key] = copy.deepcopy(value)
         return selected
 
-    def _commit_outcome(
-        self,
-        lease: Lease,
-        *,
-        definition: WorkflowDefinition,
-        state: RunState,
-        checkpoint_seq: int,
-        outcome: Outcome,
-        children: _Children,
-        started_at: float,
-        duration: float,
-    ) -> ExecuteResult:
-        d = lease.dispatch
+    def _plan_outcome(self, ran: _Ran) -> Plan:
+        d = ran.lease.dispatch
+        plan = self._plan(ran.definition, ran.state)
+        for child in ran.children.started:
+            plan.add("child_run_started", child)
+        plan.step_outcome(
+            d.step, d.attempt, ran.outcome, owner=ran.lease.owner_id, fence=ran.lease.fence,
+            started_at=ran.started_at, duration=round(ran.duration, 6),
+        )
+        return plan
+
+    def _commit_outcome(self, ran: _Ran) -> ExecuteResult:
+        """Commit one outcome, re-planning from fresh facts after each conflict."""
         for _ in range(_CONFLICT_RETRIES):
-            plan = self._plan(definition, state)
-            for child in children.started:
-                plan.add("child_run_started", child)
-            plan.step_outcome(
-                d.step, d.attempt, outcome, owner=lease.owner_id, fence=lease.fence,
-                started_at=started_at, duration=round(duration, 6),
-            )
+            plan = self._plan_outcome(ran)
             try:
-                self._commit(plan, checkpoint_seq=checkpoint_seq, settle=lease,
-                             outcome=outcome.kind)
+                self._commit(plan, checkpoint_seq=ran.checkpoint_seq, settle=ran.lease,
+                             outcome=ran.outcome.kind)
             except AppendConflict:
-                # Someone else appended (a parallel branch, an operator command): re-read
-                # and decide again from the fresh facts.
-                state, checkpoint_seq = self._load(d.run_id)
-                if state.terminal or d.key not in state.pending:
-                    self._settle_obsolete(lease)
-                    return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "skipped",
-                                         state.status, detail="run moved on meanwhile")
+                skipped = self._after_conflict(ran)
+                if skipped is not None:
+                    return skipped
                 continue
             except LeaseLostError as exc:
-                log.warning(
-                    "lease on %s was lost before its commit; the result is discarded: %s",
-                    d.key, exc,
-                    extra={"run_id": d.run_id, "step": d.step, "attempt": d.attempt,
-                           "owner": lease.owner_id},
-                )
-                return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "lease_lost",
-                                     detail=str(exc))
-            self._remember(plan.state, plan.state.seq
-                           if self._checkpoint_due(plan.state, checkpoint_seq)
-                           else checkpoint_seq)
-            return ExecuteResult(
-                d.run_id, d.step, d.attempt, d.key, outcome.kind, plan.state.status,
-                error=outcome.error,
-            )
-        raise AppendConflict(d.run_id, state.seq, None)
+                return self._lost_before_commit(ran, exc)
+            return self._committed(ran, plan)
+        raise AppendConflict(ran.lease.dispatch.run_id, ran.state.seq, None)
+
+    def _after_conflict(self, ran: _Ran) -> ExecuteResult | None:
+        """Someone else appended (a parallel branch, an operator command): re-read the run
+        into ``ran``; the result if the attempt no longer needs committing."""
+        d = ran.lease.dispatch
+        ran.state, ran.checkpoint_seq = self._load(d.run_id)
+        if ran.state.terminal or d.key not in ran.state.pending:
+            self._settle_obsolete(ran.lease)
+            return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "skipped",
+                                 ran.state.status, detail="run moved on meanwhile")
+        return None
+
+    @staticmethod
+    def _lost_before_commit(ran: _Ran, exc: LeaseLostError) -> ExecuteResult:
+        d = ran.lease.dispatch
+        log.warning(
+            "lease on %s was lost before its commit; the result is discarded: %s",
+            d.key, exc,
+            extra={"run_id": d.run_id, "step": d.step, "attempt": d.attempt,
+                   "owner": ran.lease.owner_id},
+        )
+        return ExecuteResult(d.run_id, d.step, d.attempt, d.key, "lease_lost",
+                             detail=str(exc))
+
+    def _committed(self, ran: _Ran, plan: Plan) -> ExecuteResult:
+        d = ran.lease.dispatch
+        self._remember(plan.state, plan.state.seq
+                       if self._checkpoint_due(plan.state, ran.checkpoint_seq)
+                       else ran.checkpoint_seq)
+        return ExecuteResult(d.run_id, d.step, d.attempt, d.key, ran.outcome.kind,
+                             plan.state.status, error=ran.outcome.error)
 
     def _settle_obsolete(self, lease: Lease) -> None:
         with contextlib.suppress(LeaseLostError):

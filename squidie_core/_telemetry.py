@@ -242,6 +242,36 @@ class Telemetry:
                                                attributes=dict(attributes)) as span:
             yield span
 
+    def open_span(self, name: str, carrier: Mapping[str, str] | None,
+                  attributes: Mapping[str, Any]) -> Any:
+        """``span``, started but not made current; ``within`` enters it (``None`` if off).
+
+        For work whose span must outlive one ``with`` block: a step run now and its
+        outcome committed later with others (the worker's group commit).
+        """
+        if not self.enabled:
+            return None
+        parent = _PROPAGATOR.extract(dict(carrier)) if carrier else None
+        return self.tracer.start_span(name, context=parent, attributes=dict(attributes))
+
+    @contextlib.contextmanager
+    def within(self, span: Any, *, end: bool = False) -> Iterator[None]:
+        """Make an ``open_span`` span current for the block (and end it after, if asked)."""
+        if span is None:
+            yield
+            return
+        with _otel_trace.use_span(span, end_on_exit=end):
+            yield
+
+    @staticmethod
+    def end_failed(span: Any, exc: BaseException) -> None:
+        """End an ``open_span`` span with ``exc`` recorded as its error."""
+        if span is None:
+            return
+        span.record_exception(exc)
+        span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, str(exc)))
+        span.end()
+
     @contextlib.contextmanager
     def child_span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
         """A span under the current one (the step's code inside ``execute_next``)."""

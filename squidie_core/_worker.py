@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from squidie_core._runtime import ExecuteResult, Squidie
-from squidie_core.storage import Lease
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -101,12 +100,18 @@ class Worker:
         health_host: The address the health endpoint binds to.
         metrics_port: Serve Prometheus metrics on this port (needs the ``prometheus``
             extra; installs the process's OpenTelemetry meter provider).
-        claim_batch: Dispatches a slot claims in one round trip and then runs one after
-            another (``1``: claim one at a time). A batch saves a claim transaction per
-            step on a busy queue; leases claimed but not yet started wait in the slot
-            (their lease clock running), and at shutdown the ones never started are put
-            back at once (``retry`` with no delay) instead of waiting for their leases
-            to expire. Keep it small when steps are long.
+        claim_batch: The most dispatches a slot claims in one round trip (``1``: claim
+            one at a time, each step committed alone). A batch runs one step after
+            another and commits their outcomes together (``Squidie.run_leases``: one
+            group commit per batch instead of one commit per step). The batch size
+            adapts: a slot claims one at a time until it has timed a step, then as many
+            as it expects to run within a third of ``lease_for`` (at most
+            ``claim_batch``), so long steps are claimed one by one and short ones in
+            batches. A claimed lease that waited long in its batch is heartbeated before
+            its step starts (and skipped if it was lost), and at shutdown the ones never
+            started are put back at once (``retry`` with no delay).
+        commit_hold: With batches, the longest (seconds) a finished step's outcome
+            waits for the rest of its batch before it is committed.
     """
 
     def __init__(
@@ -126,13 +131,17 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
-        claim_batch: int = 1,
+        claim_batch: int = 16,
+        commit_hold: float = 0.05,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if claim_batch < 1:
             raise ValueError("claim_batch must be at least 1")
         self.claim_batch = claim_batch
+        self.commit_hold = commit_hold
+        #: Per slot, a moving average of the seconds a claimed step took (run + commit).
+        self._step_seconds: dict[str, float] = {}
         self.engine = engine
         self.concurrency = concurrency
         self.queues = list(queues) if queues else engine.queues()
@@ -278,35 +287,36 @@ class Worker:
             idle = self.poll_interval
             self._record(owner, result)
 
-    def _run_batch(self, owner: str) -> ExecuteResult | None:
-        """Claim up to ``claim_batch`` dispatches and run them in turn; the last result.
+    def _batch_size(self, owner: str) -> int:
+        """How many to claim: as many as the slot expects to run in a third of a lease."""
+        seconds = self._step_seconds.get(owner)
+        if seconds is None:
+            return 1
+        return max(1, min(self.claim_batch, int(self.lease_for / 3 / max(seconds, 1e-6))))
 
-        Every result but the last is recorded here. Leases left unstarted by a stop (or
-        by a backend error) are put back to be claimed again at once.
+    def _run_batch(self, owner: str) -> ExecuteResult | None:
+        """Claim a batch, run it and group-commit the outcomes; the last result.
+
+        Every result but the last is recorded here (``_slot`` records the last). Leases
+        left unstarted by a stop (or by a backend error) are put back to be claimed again
+        at once.
         """
         leases = self.engine.store.claim(owner, lease_for=self.lease_for,
-                                         limit=self.claim_batch, queues=self.queues)
-        result: ExecuteResult | None = None
-        for index, lease in enumerate(leases):
-            if self._stop.is_set():
-                self._put_back(leases[index:])
-                return result
-            if result is not None:
-                self._record(owner, result)
-            try:
-                result = self.engine.run_lease(lease, lease_for=self.lease_for,
-                                               heartbeat_interval=self.heartbeat_interval)
-            except Exception:
-                self._put_back(leases[index + 1:])
-                raise
-        return result
-
-    def _put_back(self, leases: Sequence[Lease]) -> None:
-        for lease in leases:
-            try:
-                self.engine.store.retry(lease, delay=0.0, reason="worker stopping")
-            except Exception as exc:  # its lease expires and it is claimed again later
-                log.debug("could not put back %s: %s", lease.key, exc)
+                                         limit=self._batch_size(owner), queues=self.queues)
+        if not leases:
+            return None
+        began = time.monotonic()
+        results = self.engine.run_leases(
+            leases, lease_for=self.lease_for, heartbeat_interval=self.heartbeat_interval,
+            hold=self.commit_hold, stop=self._stop.is_set,
+        )
+        if results:
+            took = (time.monotonic() - began) / len(results)
+            last = self._step_seconds.get(owner)
+            self._step_seconds[owner] = took if last is None else 0.8 * last + 0.2 * took
+        for result in results[:-1]:
+            self._record(owner, result)
+        return results[-1] if results else None
 
     def _idle(self, delay: float) -> None:
         delay *= self._rng.uniform(0.5, 1.0)

@@ -139,6 +139,26 @@ def test_events_after_commit(exported: InMemorySpanExporter) -> None:
     assert {"attempt.completed", "manual.resolved", "run.terminal"} <= span_events
 
 
+def test_group_committed_attempts_keep_one_span_each(exported: InMemorySpanExporter) -> None:
+    h = Harness(f.Three)
+    runs = {h.start(f.Three).run_id for _ in range(3)}
+    leases = h.engine.store.claim("w:0", lease_for=30, limit=5, queues=["default"])
+    results = h.engine.run_leases(leases, lease_for=30, heartbeat_interval=0)
+    assert [r.outcome for r in results] == ["ok"] * 3
+    spans = exported.get_finished_spans()
+    executes = [s for s in spans if s.name == "squidie.execute_next"]
+    assert {s.attributes["squidie.run_id"] for s in executes} == runs
+    assert [s.attributes["squidie.outcome"] for s in executes] == ["ok"] * 3
+    roots = {s.attributes["squidie.run_id"]: s for s in spans if s.name == "squidie.start"}
+    for span in executes:  # in its run's trace, with the step's span under it
+        root = roots[span.attributes["squidie.run_id"]]
+        assert span.parent.span_id == root.context.span_id
+        assert "attempt.completed" in {e.name for e in span.events}
+        (step,) = [s for s in spans if s.name == "squidie.step"
+                   and s.parent.span_id == span.context.span_id]
+        assert step.context.trace_id == root.context.trace_id
+
+
 def collect() -> Any:
     """One collection (delta temporality: it also resets the counts)."""
     return READER.get_metrics_data()

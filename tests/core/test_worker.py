@@ -225,14 +225,18 @@ def test_a_stopping_worker_puts_unstarted_leases_back() -> None:
     engine = Squidie.from_url("memory://", workflows=[f.Three])
     runs = [engine.start(f.Three).run_id for _ in range(3)]
     worker = Worker(engine, concurrency=1, claim_batch=3, name="ws")
-    run_lease = engine.run_lease
+    claim = engine.store.claim
 
-    def stop_after_first(*args: Any, **kwargs: Any) -> Any:
-        worker.stop()  # the stop arrives while the batch's first step runs
-        return run_lease(*args, **kwargs)
+    def stop_once_claimed(*args: Any, **kwargs: Any) -> Any:
+        leases = claim(*args, **kwargs)
+        stops = iter([False])  # the stop arrives while the batch's first step runs
+        worker._stop.is_set = lambda: next(stops, True)  # type: ignore[method-assign]
+        return leases
 
-    engine.run_lease = stop_after_first  # type: ignore[method-assign]
+    engine.store.claim = stop_once_claimed  # type: ignore[method-assign]
+    worker._step_seconds["ws:0"] = 0.001  # the slot has timed short steps: it batches
     assert worker._run_batch("ws:0") is not None
+    engine.store.claim = claim  # type: ignore[method-assign]
     # The two leases never started are claimable again at once by anyone.
     again = engine.store.claim("other", lease_for=60, limit=5, queues=["default"])
     # The two put back (delivered before) and the successor of the one that ran.
