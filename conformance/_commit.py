@@ -71,6 +71,45 @@ class AtomicCommitSuite(SuiteBase):
         assert row is not None and row.status == "started"
         assert claim_one(store).key == first.key
 
+    @since("1.1")
+    def test_a_resent_first_commit_is_replayed_and_a_different_one_conflicts(
+        self, store: Store
+    ) -> None:
+        run_id = new_run_id()
+        first = commit_for(store, run_id, 0, status="started", type="run_started",
+                           enqueue=[dispatch(run_id, "entry")])
+        assert store.commit(first) == CommitResult(last_seq=1)
+        before = snapshot(store, run_id)
+        # The reply was lost and the start is sent again: recognised, nothing written.
+        assert store.commit(first) == CommitResult(last_seq=1, replayed=True)
+        # Another writer's first commit for the same run (the same idempotency key with
+        # another payload, say) conflicts and writes nothing.
+        other = commit_for(store, run_id, 0, status="started", type="run_started",
+                           enqueue=[dispatch(run_id, "other")], body={"payload": "else"})
+        with pytest.raises(AppendConflict) as raised:
+            store.commit(other)
+        assert raised.value.actual_seq == 1
+        assert snapshot(store, run_id) == before
+
+    @since("1.1")
+    def test_a_first_commit_meets_dispatches_enqueued_before_it(self, store: Store) -> None:
+        run_id = new_run_id()
+        store.enqueue([dispatch(run_id, "same"), dispatch(run_id, "clash", queue="emails")])
+        same = commit_for(store, run_id, 0, status="started", type="run_started",
+                          enqueue=[dispatch(run_id, "same")])
+        # An identical dispatch already there is skipped; the commit lands.
+        assert store.commit(same) == CommitResult(last_seq=1)
+        assert snapshot(store, run_id).dispatch_states() == {
+            f"{run_id}:same:1": "available", f"{run_id}:clash:1": "available"}
+        fresh = new_run_id()
+        store.enqueue([dispatch(fresh, "clash", queue="emails")])
+        before = snapshot(store, fresh)
+        clash = commit_for(store, fresh, 0, status="started", type="run_started",
+                           enqueue=[dispatch(fresh, "clash")])
+        with pytest.raises(IdempotencyConflict):
+            store.commit(clash)
+        assert snapshot(store, fresh) == before
+
     def test_a_commit_enqueues_with_delayed_visibility(
         self, store: Store, clock: AdvancingClock
     ) -> None:

@@ -437,7 +437,8 @@ class Squidie:
         return self._load(run_id)[0]
 
     def _load(self, run_id: str) -> tuple[RunState, int]:
-        checkpoint = self.store.read_checkpoint(run_id)
+        # The checkpoint and the facts after it, in one read where the store can.
+        checkpoint, facts = read_runs(self.store, {run_id: None})[run_id]
         state: RunState | None = None
         base = 0
         if checkpoint is not None:
@@ -449,7 +450,7 @@ class Squidie:
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("ignoring unreadable checkpoint of run %s: %s", run_id, exc)
                 state, base = None, 0
-        facts = self.store.read(run_id, after_seq=base)
+                facts = self.store.read(run_id)
         if state is not None and not facts and self.store.head(run_id) < base:
             log.warning("ignoring checkpoint of run %s from beyond its journal", run_id)
             state, base = None, 0

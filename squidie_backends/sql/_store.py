@@ -1123,6 +1123,14 @@ class SQLStore:
         params = self._commit_params(commit)
         run_id = commit.run_id
         expected, count = commit.expected_seq, len(commit.facts)
+        if expected == 0 and commit.settle is None and count:
+            # A new run (a start): write optimistically. If the run or one of its keys
+            # exists after all (a resend, an idempotent start, a race), the unique keys
+            # refuse the writes and the full checks below decide, in a new transaction.
+            try:
+                return self._run(lambda conn: self._commit_new_run(conn, params), write=True)
+            except (AppendConflict, _KeyRace):
+                pass
 
         def body(conn: sa.Connection) -> CommitResult:
             now = self.clock.now()
@@ -1159,6 +1167,21 @@ class SQLStore:
             return self._retry_key_races(lambda: self._run(body, write=True))
         except AppendConflict as exc:
             raise self._conflict_with_head(exc) from None
+
+    def _commit_new_run(self, conn: sa.Connection, params: _Params) -> CommitResult:
+        """``commit`` of a run's first facts, without the reads: the journal's and the
+        dispatches' unique keys stand in for checks 1, 3 and 5 (a new run cannot be
+        terminal, check 4)."""
+        commit = params.commit
+        now = self.clock.now()
+        self._insert_facts(conn, commit.run_id, 0, params.fact_rows)
+        self._insert_dispatches(conn, commit.enqueue, now, announce=True)
+        conn.execute(self._sql["upsert_run"], params.run)
+        if params.checkpoint is not None:
+            conn.execute(self._sql["upsert_checkpoint"], params.checkpoint)
+        if commit.terminal:
+            self._fail_others(conn, [commit.run_id], now)
+        return CommitResult(len(commit.facts))
 
     def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
         """The group commit: the worker's outcomes in one transaction, a few statements.
