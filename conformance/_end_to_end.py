@@ -32,7 +32,7 @@ from conformance._workflows import (
     join,
 )
 from squidie_core import ManualClock, Squidie, Workflow, manual, open_store, step
-from squidie_core.storage import Store
+from squidie_core.storage import Store, read_runs
 
 SEED = 20_260_324
 MAX_DELIVERIES = 3
@@ -153,12 +153,20 @@ class _ReadGate:
 
     def read(self, run_id: str, after_seq: int = 0) -> Any:
         facts = self._store.read(run_id, after_seq)
+        self._gate()
+        return facts
+
+    def read_runs(self, after: Mapping[str, int | None]) -> Any:
+        runs = read_runs(self._store, after)  # the store's own batched read, if any
+        self._gate()
+        return runs
+
+    def _gate(self) -> None:
         me = threading.current_thread().name
         if self.armed and me.startswith("branch-") and me not in self._waited:
             self._waited.add(me)
             self._barrier.wait(30)
             self.conflicts_forced = True
-        return facts
 
 
 class _Branches(Workflow, name="conformance.Branches"):
