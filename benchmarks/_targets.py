@@ -175,6 +175,8 @@ _SETTINGS: dict[str, Callable[[Target], str]] = {
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("sqlite", "sqlite"),
     Target("sqlite-normal", "sqlite", {"synchronous": "normal"}),
+    # Wake-ups off: the A/B of the data_version watcher (idle workers poll instead).
+    Target("sqlite-poll", "sqlite", {"notify": "false"}),
     Target("postgresql", "postgresql"),
     Target("mysql", "mysql"),
     Target("redis", "redis"),

@@ -150,12 +150,14 @@ def parse_config(url: str | URL, options: Mapping[str, Any] | None = None) -> Co
         if not isinstance(dialect, PostgresDialect):
             raise InvalidArgument("synchronous_commit", "is a PostgreSQL option")
         resolved["synchronous_commit"] = commit_mode
+    wakes = isinstance(dialect, PostgresDialect | SQLiteDialect)
     if resolved["notify"] is None:
-        resolved["notify"] = isinstance(dialect, PostgresDialect)
+        resolved["notify"] = wakes
     else:
         resolved["notify"] = _bool("notify", resolved["notify"])
-        if resolved["notify"] and not isinstance(dialect, PostgresDialect):
-            raise InvalidArgument("notify", "is a PostgreSQL option (LISTEN/NOTIFY)")
+        if resolved["notify"] and not wakes:
+            raise InvalidArgument(
+                "notify", "is a PostgreSQL (LISTEN/NOTIFY) and SQLite (data_version) option")
     resolved["auto_install"] = _bool("auto_install", resolved["auto_install"])
     resolved["busy_timeout"] = _number("busy_timeout", resolved["busy_timeout"], float, 0.0)
     resolved["pool_size"] = _number("pool_size", resolved["pool_size"], int, 1)

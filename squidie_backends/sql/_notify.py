@@ -1,11 +1,18 @@
-"""PostgreSQL wake-ups for idle workers: ``LISTEN``/``NOTIFY``, a hint never needed.
+"""Wake-ups for idle workers, a hint never needed: PostgreSQL ``LISTEN``/``NOTIFY``, and
+SQLite's ``data_version``.
 
-Writers that make a dispatch claimable at once from outside a worker (``enqueue``, and
+PostgreSQL: writers that make a dispatch claimable at once from outside a worker (``enqueue``, and
 commits that settle no lease: starts, child starts, approvals, resumes) send
 ``pg_notify(channel, queue)`` in their transaction; PostgreSQL delivers it at commit.
 One listener thread per store holds a dedicated autocommit connection on ``LISTEN
 channel`` and bumps a per-queue counter on each notification. ``wait`` blocks until a
 counter of the waiter's queues moves past what the waiter last saw, or the timeout.
+
+SQLite: a watcher thread, running only while a worker waits, reads ``PRAGMA
+data_version`` on its own connection every 2 ms; the value moves whenever another
+connection (any process) commits, and each move wakes the waiters. It cannot tell queues
+apart, so any commit wakes every waiter, which then claims and, finding nothing, waits
+again.
 
 Missed hints cost latency, never correctness: workers still poll with their capped
 backoff, which also finds delayed dispatches and expired leases (those send nothing).
@@ -15,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["PgWakeUps", "channel_for"]
+__all__ = ["PgWakeUps", "SqliteWakeUps", "channel_for"]
 
 log = logging.getLogger("squidie.sql")
 
@@ -47,6 +55,14 @@ class PgWakeUps:
         self._local = threading.local()
         #: Set while the listener holds ``LISTEN`` on the channel.
         self.listening = threading.Event()
+
+    # ------------------------------------------------------------------ writing side
+
+    def announce(self, conn: sa.Connection, statement: sa.TextClause,
+                 queues: Iterable[str]) -> None:
+        """Send the hint for ``queues`` in ``conn``'s transaction (delivered at commit)."""
+        for queue in sorted(set(queues)):
+            conn.execute(statement, {"channel": self.channel, "queue": queue})
 
     # ------------------------------------------------------------------ waiting side
 
@@ -135,6 +151,95 @@ class PgWakeUps:
         Not joined: the thread notices within half a second and closes its connection
         itself, and a store's ``close`` should not wait for that.
         """
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+
+
+#: How often the SQLite watcher reads ``data_version`` while someone waits.
+_SQLITE_POLL = 0.002
+
+
+class SqliteWakeUps:
+    """The SQLite watcher: ``data_version`` read every 2 ms while a worker waits."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._cond = threading.Condition()
+        self._epoch = 0
+        self._waiters = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        #: Set while the watcher has its connection open.
+        self.watching = threading.Event()
+
+    def announce(self, conn: sa.Connection, statement: sa.TextClause,
+                 queues: Iterable[str]) -> None:
+        """Nothing to send: every commit moves ``data_version`` by itself."""
+
+    def before_claim(self, queues: Sequence[str]) -> None:
+        """Remember what this thread has seen, so a commit during its claim counts."""
+        if self._thread is not None:
+            with self._cond:
+                self._local.seen = self._epoch
+
+    def wait(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block up to ``timeout`` s until another connection commits."""
+        self._start()
+        with self._cond:
+            seen = getattr(self._local, "seen", None)
+            self._local.seen = None
+            mark = self._epoch if seen is None else seen
+            self._waiters += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(
+                    lambda: self._closed.is_set() or self._epoch != mark, max(timeout, 0.0)
+                ) and not self._closed.is_set()
+            finally:
+                self._waiters -= 1
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._watch, daemon=True,
+                                                name="squidie-sqlite-watch")
+                self._thread.start()
+
+    def _watch(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, check_same_thread=False, timeout=1.0)
+        except sqlite3.Error as exc:  # waiters fall back to their poll
+            log.debug("wake-up watcher cannot open the database: %s", exc)
+            return
+        try:
+            self.watching.set()
+            # Kept across idle spells: a commit made while nobody waited (during a
+            # worker's claim, say) still wakes the next wait.
+            last: Any = None
+            while not self._closed.is_set():
+                with self._cond:
+                    while self._waiters == 0 and not self._closed.is_set():
+                        self._cond.wait(1.0)
+                if self._closed.wait(_SQLITE_POLL):
+                    return
+                try:
+                    (version,) = conn.execute("PRAGMA data_version").fetchone()
+                except sqlite3.Error as exc:  # busy or gone for a moment: look again
+                    log.debug("wake-up watcher cannot read data_version: %s", exc)
+                    continue
+                if last is not None and version != last:
+                    with self._cond:
+                        self._epoch += 1
+                        self._cond.notify_all()
+                last = version
+        finally:
+            self.watching.clear()
+            conn.close()
+
+    def close(self) -> None:
+        """Wake every waiter and stop the watcher (not joined: it stops within 2 ms)."""
         self._closed.set()
         with self._cond:
             self._cond.notify_all()

@@ -64,7 +64,7 @@ from tenacity import (
 from squidie_backends.sql._config import Config, make_engine, parse_config
 from squidie_backends.sql._errors import category_of, map_errors
 from squidie_backends.sql._manage import apply_migrations, read_version
-from squidie_backends.sql._notify import PgWakeUps, channel_for
+from squidie_backends.sql._notify import PgWakeUps, SqliteWakeUps, channel_for
 from squidie_backends.sql._schema import (
     ID_LENGTH,
     KEY_LENGTH,
@@ -124,7 +124,8 @@ _DEAD_COUNTER = "dead_order"
 def capabilities_for(dialect_name: str, *, notify: bool = True) -> Capabilities:
     """The capabilities a SQL store on ``dialect_name`` declares.
 
-    ``wake_up`` is PostgreSQL's ``LISTEN``/``NOTIFY`` (on unless ``notify`` is false).
+    ``wake_up`` is PostgreSQL's ``LISTEN``/``NOTIFY`` and SQLite's ``data_version``
+    watcher (on unless ``notify`` is false); MariaDB/MySQL has none.
     """
     networked = dialect_name != "sqlite"
     return Capabilities(
@@ -132,7 +133,7 @@ def capabilities_for(dialect_name: str, *, notify: bool = True) -> Capabilities:
         multi_process=True,
         multi_node=networked,
         priorities=True,
-        wake_up=dialect_name == "postgresql" and notify,
+        wake_up=dialect_name in ("postgresql", "sqlite") and notify,
         # The injected clock's instant is compared with stored doubles exactly.
         visibility_precision=0.0,
         # MariaDB's default max_allowed_packet is 16 MiB and a commit may carry a value
@@ -211,8 +212,11 @@ class SQLStore:
             reraise=True,
         )
         self._engine = make_engine(self._config)
-        self._wake = (PgWakeUps(self._engine, channel_for(self.prefix, self._config.schema))
-                      if self.capabilities.wake_up else None)
+        self._wake: PgWakeUps | SqliteWakeUps | None = None
+        if self.capabilities.wake_up:
+            self._wake = (
+                SqliteWakeUps(str(self._engine.url.database)) if self.name == "sqlite"
+                else PgWakeUps(self._engine, channel_for(self.prefix, self._config.schema)))
         self._sql = self._prepare()
         try:
             self._open(bool(opts["auto_install"]))
@@ -674,11 +678,9 @@ class SQLStore:
         return fresh
 
     def _announce(self, conn: sa.Connection, queues: Iterable[str]) -> None:
-        """Wake idle workers of ``queues`` when this transaction commits (PostgreSQL)."""
+        """Wake idle workers of ``queues`` when this transaction commits."""
         if self._wake is not None:
-            for queue in sorted(set(queues)):
-                conn.execute(self._sql["notify"], {"channel": self._wake.channel,
-                                                   "queue": queue})
+            self._wake.announce(conn, self._sql["notify"], queues)
 
     def _insert_dispatches(self, conn: sa.Connection, fresh: Sequence[Dispatch],
                            now: float, *, announce: bool = False) -> None:

@@ -120,12 +120,18 @@ def test_a_missing_driver_names_the_extra() -> None:
     assert "pip install 'squidie[postgres]'" in str(error)
 
 
-def test_wait_for_work_is_not_declared(tmp_path: Path) -> None:
+def test_wait_for_work_is_declared_on_sqlite_unless_turned_off(tmp_path: Path) -> None:
     from squidie_core.errors import CapabilityNotSupported
 
     store = SQLStore(f"sqlite:///{tmp_path}/w.db")
     try:
-        assert not store.capabilities.wake_up and store.capabilities.durable
+        assert store.capabilities.wake_up and store.capabilities.durable
+        assert store.wait_for_work(["default"], 0.05) is False  # nothing committed
+    finally:
+        store.close()
+    store = SQLStore(f"sqlite:///{tmp_path}/w.db", notify="false")
+    try:
+        assert not store.capabilities.wake_up
         with pytest.raises(CapabilityNotSupported):
             store.wait_for_work(["default"], 0.1)
     finally:

@@ -1,4 +1,5 @@
-"""PostgreSQL wake-ups: LISTEN/NOTIFY tells idle workers that work arrived.
+"""Wake-ups: PostgreSQL's LISTEN/NOTIFY and SQLite's data_version watcher tell idle
+workers that work arrived.
 
 A hint, never needed for correctness: these tests check that it is sent when it should
 be, not sent when the committing worker claims next anyway, survives its connection
@@ -129,14 +130,81 @@ def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
         engine.close()
 
 
-def test_notify_can_be_turned_off_and_is_postgresql_only(pg_url: str, tmp_path: object
-                                                         ) -> None:
-    store = SQLStore(pg_url, notify=False)
-    try:
-        assert store.capabilities.wake_up is False
-        with pytest.raises(CapabilityNotSupported):
-            store.wait_for_work(["default"], 0.01)
-    finally:
-        store.close()
+def test_notify_can_be_turned_off_and_mariadb_has_none(
+        pg_url: str, mysql_url: str, tmp_path: object) -> None:
+    for url in (pg_url, f"sqlite:///{tmp_path}/off.db"):
+        store = SQLStore(url, notify=False)
+        try:
+            assert store.capabilities.wake_up is False
+            with pytest.raises(CapabilityNotSupported):
+                store.wait_for_work(["default"], 0.01)
+        finally:
+            store.close()
     with pytest.raises(InvalidArgument, match="notify"):
-        SQLStore(f"sqlite:///{tmp_path}/x.db", notify=True)
+        SQLStore(mysql_url, notify=True)
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def test_a_sqlite_waiter_wakes_on_another_connection_s_commit(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/wake.db"
+    waiting, starting = SQLStore(url), Squidie.from_url(url, workflows=[ThreeSteps])
+    try:
+        assert waiting.capabilities.wake_up is True
+        assert waiting.wait_for_work(["default"], 0.05) is False  # nothing committed
+        assert waiting._wake is not None and waiting._wake.watching.wait(10)  # type: ignore[union-attr]
+        woke: list[bool] = []
+        thread = threading.Thread(target=lambda: woke.append(
+            waiting.wait_for_work(["default"], 30.0)))
+        thread.start()
+        until(lambda: waiting._wake._waiters == 1, 10, "the waiter")  # type: ignore[union-attr]
+        starting.start(ThreeSteps, "go", {"n": 1})
+        thread.join(30)
+        assert woke == [True]  # False would mean it waited out the 30 s
+    finally:
+        waiting.close()
+        starting.close()
+
+
+def test_a_sqlite_commit_during_a_claim_wakes_the_next_wait(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/race.db"
+    waiting, other = SQLStore(url), SQLStore(url)
+    try:
+        assert waiting.wait_for_work(["default"], 0.05) is False  # the watcher runs
+        assert waiting.claim("w", lease_for=30) == []
+        # Work arrives after the claim looked and before the slot waits: the wait must
+        # not sleep through it.
+        other.enqueue([_dispatch("r-late")])
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(
+            waiting.wait_for_work(["default"], 30.0)))
+        waiter.start()
+        waiter.join(30)
+        assert woke == [True]
+    finally:
+        waiting.close()
+        other.close()
+
+
+def test_an_idle_sqlite_worker_is_woken_well_before_its_poll(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/idle.db"
+    engine = Squidie.from_url(url, workflows=[ThreeSteps])
+    starter = Squidie.from_url(url, workflows=[ThreeSteps])
+    worker = Worker(engine, concurrency=1, poll_interval=600.0, max_poll_interval=600.0,
+                    lease_for=30)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert engine.store._wake is not None  # type: ignore[attr-defined]
+        until(lambda: engine.store._wake._waiters == 1, 30,  # type: ignore[attr-defined]
+              "the worker to wait")
+        run = starter.start(ThreeSteps, "go", {"n": 1})
+        until(lambda: (entry := starter.store.get_run(run.run_id)) is not None
+              and entry.status == "completed",
+              60, "the run to complete (polling alone would wait 300-600 s)")
+    finally:
+        worker.stop()
+        thread.join(30)
+        engine.close()
+        starter.close()
