@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from squidie_backends.sql._config import Config, make_engine, parse_config
 from squidie_backends.sql._errors import map_errors
@@ -150,35 +151,51 @@ def apply_migrations(
         raise InvalidArgument("target", f"must be from 0 to {latest}")
     tables = build_tables(config.prefix, config.schema)
     dialect = config.dialect
-    with map_errors(dialect.name, config.secrets), engine.connect() as conn:
-        dialect.check_server(conn)
-        with dialect.transaction(conn, write=True), dialect.install_lock(conn):
-            if config.schema is not None:
-                conn.execute(sa.schema.CreateSchema(config.schema, if_not_exists=True))
-            current = read_version(conn, tables)
-            if current > latest:
-                raise SchemaVersionError(
-                    f"the store at {config.public_url} has schema version {current}; this "
-                    f"code understands up to {latest}: upgrade squidie"
+    # Several processes may install at once (workers started together with
+    # auto_install): a busy database or a deadlock is retried, whole.
+    retrying = Retrying(retry=retry_if_exception(dialect.is_transient),
+                        stop=stop_after_attempt(int(config.options["retry_attempts"])),
+                        wait=wait_random_exponential(multiplier=0.05, max=1.0), reraise=True)
+    with map_errors(dialect.name, config.secrets):
+        for attempt in retrying:
+            with attempt, engine.connect() as conn:
+                dialect.check_server(conn)
+                return _migrate(conn, config, tables, goal=goal, latest=latest,
+                                allow_down=allow_down, migrations=migrations)
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def _migrate(conn: sa.Connection, config: Config, tables: Tables, *, goal: int,
+             latest: int, allow_down: bool, migrations: Sequence[Migration]) -> int:
+    """One attempt of ``apply_migrations``, in one transaction under the install lock."""
+    dialect = config.dialect
+    with dialect.transaction(conn, write=True), dialect.install_lock(conn):
+        if config.schema is not None:
+            conn.execute(sa.schema.CreateSchema(config.schema, if_not_exists=True))
+        current = read_version(conn, tables)
+        if current > latest:
+            raise SchemaVersionError(
+                f"the store at {config.public_url} has schema version {current}; this "
+                f"code understands up to {latest}: upgrade squidie"
+            )
+        if goal > current:
+            tables.version.create(conn, checkfirst=True)
+            for migration in migrations:
+                if current < migration.version <= goal:
+                    migration.up(conn, tables)
+                    _record(conn, tables, migration.version)
+        elif goal < current:
+            if not allow_down:
+                raise InvalidArgument(
+                    "target", f"the schema is at {current}, above {goal}; use downgrade"
                 )
-            if goal > current:
-                tables.version.create(conn, checkfirst=True)
-                for migration in migrations:
-                    if current < migration.version <= goal:
-                        migration.up(conn, tables)
-                        _record(conn, tables, migration.version)
-            elif goal < current:
-                if not allow_down:
-                    raise InvalidArgument(
-                        "target", f"the schema is at {current}, above {goal}; use downgrade"
-                    )
-                for migration in reversed(migrations):
-                    if goal < migration.version <= current:
-                        migration.down(conn, tables)
-                        _record(conn, tables, migration.version - 1)
-                if goal == 0:
-                    tables.version.drop(conn, checkfirst=True)
-            return goal
+            for migration in reversed(migrations):
+                if goal < migration.version <= current:
+                    migration.down(conn, tables)
+                    _record(conn, tables, migration.version - 1)
+            if goal == 0:
+                tables.version.drop(conn, checkfirst=True)
+        return goal
 
 
 def _with_engine(url: str, options: dict[str, Any]) -> tuple[Config, sa.Engine]:

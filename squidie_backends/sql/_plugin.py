@@ -41,7 +41,7 @@ def squidie_register_backends() -> list[BackendInfo]:
             factory=_FACTORY,
             requires=("sqlite3", "sqlalchemy"),
             description="SQLite file in WAL mode via SQLAlchemy Core (embedded default)",
-            capabilities=_capabilities(networked=False),
+            capabilities=_capabilities(networked=False, wake_up=True),
             install=_INSTALL,
             doctor=_DOCTOR,
         ),

@@ -218,13 +218,17 @@ def test_a_group_ending_runs_fails_only_their_other_dispatches(sql_store: SQLSto
         assert states == {"a": "completed", "b": other}
 
 
-def test_a_group_checks_each_commit_and_sends_the_failures_alone(sql_store: SQLStore) -> None:
+def _outcomes_of_r1_and_r2(sql_store: SQLStore) -> list[Commit]:
     for run_id in ("r1", "r2"):
         start(sql_store, run_id, dispatch(run_id, "a"))
     leases = sorted(sql_store.claim("w", lease_for=30, limit=2), key=lambda x: x.key)
-    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
-                      entry(lease.dispatch.run_id, last_seq=2), settle=lease)
-               for lease in leases]
+    return [Commit(lease.dispatch.run_id, 1, facts(2, 1),
+                   entry(lease.dispatch.run_id, last_seq=2), settle=lease)
+            for lease in leases]
+
+
+def test_a_group_checks_each_commit_and_sends_the_failures_alone(sql_store: SQLStore) -> None:
+    commits = _outcomes_of_r1_and_r2(sql_store)
     sql_store.append("r2", facts(2, 1, by="operator"), expected_seq=1)
     results = sql_store.commit_many(commits)
     assert results[0] == CommitResult(2)
@@ -236,12 +240,7 @@ def test_a_group_checks_each_commit_and_sends_the_failures_alone(sql_store: SQLS
 def test_a_group_raced_between_its_checks_and_writes_is_committed_one_at_a_time(
     sql_store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for run_id in ("r1", "r2"):
-        start(sql_store, run_id, dispatch(run_id, "a"))
-    leases = sorted(sql_store.claim("w", lease_for=30, limit=2), key=lambda x: x.key)
-    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
-                      entry(lease.dispatch.run_id, last_seq=2), settle=lease)
-               for lease in leases]
+    commits = _outcomes_of_r1_and_r2(sql_store)
     # A concurrent writer took a sequence after the checks: the group's fact insert
     # hits the unique key (PostgreSQL and MariaDB; SQLite serialises writers).
     insert = sql_store._insert_facts

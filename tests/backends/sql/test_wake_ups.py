@@ -10,7 +10,7 @@ the test's deadline).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -18,6 +18,7 @@ from _helpers import until
 from three_steps import ThreeSteps
 
 from squidie_backends.sql import SQLStore, uninstall
+from squidie_backends.sql._notify import SqliteWakeUps
 from squidie_core import Squidie, Worker
 from squidie_core.errors import CapabilityNotSupported, InvalidArgument
 from squidie_core.storage import Dispatch
@@ -111,22 +112,31 @@ def test_the_listener_survives_its_connection_being_killed(
         store.close()
 
 
-def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
-    engine = Squidie.from_url(pg_url, workflows=[ThreeSteps])
+def _an_idle_worker_completes_a_run(engine: Squidie, starter: Squidie,
+                                    waiting: Callable[[], bool]) -> None:
+    """A worker whose poll is far beyond the deadline completes a run started elsewhere."""
     worker = Worker(engine, concurrency=1, poll_interval=600.0, max_poll_interval=600.0,
                     lease_for=30)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        assert isinstance(engine.store, SQLStore)
-        assert engine.store._wake is not None and engine.store._wake.listening.wait(30)
-        run = engine.start(ThreeSteps, "go", {"n": 1})
-        until(lambda: (entry := engine.store.get_run(run.run_id)) is not None
+        until(waiting, 30, "the worker to wait for work")
+        run = starter.start(ThreeSteps, "go", {"n": 1})
+        until(lambda: (entry := starter.store.get_run(run.run_id)) is not None
               and entry.status == "completed",
               60, "the run to complete (polling alone would wait 300-600 s)")
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_an_idle_worker_is_woken_well_before_its_poll(pg_url: str) -> None:
+    engine = Squidie.from_url(pg_url, workflows=[ThreeSteps])
+    try:
+        assert isinstance(engine.store, SQLStore) and engine.store._wake is not None
+        wake = engine.store._wake
+        _an_idle_worker_completes_a_run(engine, engine, wake.listening.is_set)  # type: ignore[union-attr]
+    finally:
         engine.close()
 
 
@@ -191,20 +201,11 @@ def test_an_idle_sqlite_worker_is_woken_well_before_its_poll(tmp_path: object) -
     url = f"sqlite:///{tmp_path}/idle.db"
     engine = Squidie.from_url(url, workflows=[ThreeSteps])
     starter = Squidie.from_url(url, workflows=[ThreeSteps])
-    worker = Worker(engine, concurrency=1, poll_interval=600.0, max_poll_interval=600.0,
-                    lease_for=30)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
     try:
-        assert engine.store._wake is not None  # type: ignore[attr-defined]
-        until(lambda: engine.store._wake._waiters == 1, 30,  # type: ignore[attr-defined]
-              "the worker to wait")
-        run = starter.start(ThreeSteps, "go", {"n": 1})
-        until(lambda: (entry := starter.store.get_run(run.run_id)) is not None
-              and entry.status == "completed",
-              60, "the run to complete (polling alone would wait 300-600 s)")
+        assert isinstance(engine.store, SQLStore)
+        wake = engine.store._wake
+        assert isinstance(wake, SqliteWakeUps)
+        _an_idle_worker_completes_a_run(engine, starter, lambda: wake._waiters == 1)
     finally:
-        worker.stop()
-        thread.join(30)
         engine.close()
         starter.close()
