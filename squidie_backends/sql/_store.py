@@ -789,6 +789,12 @@ class SQLStore:
             if rows:
                 found += rows
                 floor = int(rows[0].priority)
+                if len(found) < want:
+                    # That level ran out of visible rows: select from the next one only
+                    # if there is one (one probe, not a selection and a probe).
+                    params["floor"] = floor
+                    if conn.execute(self._sql["level"][True], params).scalar() is None:
+                        break
                 continue
             # Nothing visible at that level: step past it, or stop if it was the last.
             nxt = conn.execute(self._sql["level"][floor is not None], params).scalar()
