@@ -1,5 +1,6 @@
 """Micro-benchmarks of the SQL store's hot operations (``make bench``): append, claim,
-commit (settling a lease, appending two facts and enqueueing the next dispatch)."""
+commit (settling a lease, appending two facts and enqueueing the next dispatch), and the
+group commit of 16 such commits."""
 
 from __future__ import annotations
 
@@ -50,3 +51,29 @@ def test_commit(benchmark: Any, bench_store: SQLStore) -> None:
         ))
 
     benchmark.pedantic(commit, setup=setup, rounds=300, warmup_rounds=0)
+
+
+def test_group_commit_of_16(benchmark: Any, bench_store: SQLStore) -> None:
+    """``commit_many`` of 16 such commits (what a worker's batch commits); per step,
+    divide by 16 and compare with ``test_commit``."""
+    load_backlog(bench_store, 1_000, now=bench_store.clock.now() - 60)
+    runs = itertools.count(1)
+
+    def setup() -> tuple[tuple[list[Lease]], dict[str, Any]]:
+        return (bench_store.claim("w", lease_for=600, limit=16),), {}
+
+    def commit_group(leases: list[Lease]) -> None:
+        commits = []
+        for lease in leases:
+            run_id = lease.dispatch.run_id
+            nxt = Dispatch(key=f"{run_id}:t:{next(runs)}", run_id=run_id, workflow="W",
+                           step="t", attempt=1)
+            commits.append(Commit(
+                run_id, 0, [Fact(1, "attempt_succeeded", 0.0, {"output": {"x": 1}}),
+                            Fact(2, "dispatch_scheduled", 0.0, {"step": "t"})],
+                _entry(run_id, 2), enqueue=[nxt], settle=lease,
+            ))
+        results = bench_store.commit_many(commits)
+        assert all(not isinstance(r, Exception) for r in results), results
+
+    benchmark.pedantic(commit_group, setup=setup, rounds=60, warmup_rounds=0)

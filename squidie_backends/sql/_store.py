@@ -367,6 +367,8 @@ class SQLStore:
                 sa.select(sa.func.max(f.c.seq)).where(f.c.run_id == r.c.run_id)
                 .scalar_subquery(),
             ).where(r.c.run_id.in_(p("run_ids", expanding=True))),
+            "heads": sa.select(f.c.run_id, sa.func.max(f.c.seq))
+            .where(f.c.run_id.in_(p("run_ids", expanding=True))).group_by(f.c.run_id),
             "level": {False: level(False), True: level(True)},
             "notify": sa.text("SELECT pg_notify(:channel, :queue)"),
             "candidates": {False: candidates(False), True: candidates(True)},
@@ -1248,14 +1250,19 @@ class SQLStore:
         run_ids = sorted({p.commit.run_id for _, p in group})
         runs = {row[0]: (row[1], int(row[2] or 0))
                 for row in conn.execute(self._sql["heads_statuses"], {"run_ids": run_ids})}
+        unindexed = [r for r in run_ids if r not in runs]
+        if unindexed:  # runs without an index row yet (facts appended, or none at all)
+            heads = dict.fromkeys(unindexed, 0)
+            heads.update((row[0], int(row[1])) for row in conn.execute(
+                self._sql["heads"], {"run_ids": unindexed}))
+            runs.update((r, (None, head)) for r, head in heads.items())
         passing: list[tuple[int, _Params]] = []
         for index, p in group:
             commit = p.commit
             lease = commit.settle
             assert lease is not None
             row = rows.get(lease.key)
-            # A run without an index row (facts appended outside commits) goes alone.
-            status, head = runs.get(commit.run_id, (None, -1))
+            status, head = runs[commit.run_id]
             if (row is None or row.state != "claimed"
                     or row.token_hash != hash_token(lease.token)
                     or float(row.lease_expires_at) <= now
