@@ -214,10 +214,13 @@ class SqliteWakeUps:
             log.debug("wake-up watcher cannot open the database: %s", exc)
             return
         try:
-            self.watching.set()
-            # Kept across idle spells: a commit made while nobody waited (during a
-            # worker's claim, say) still wakes the next wait.
+            # The baseline, read before anyone is told the watcher runs, and kept across
+            # idle spells: a commit made while nobody waited (during a worker's claim,
+            # say) still wakes the next wait.
             last: Any = None
+            with contextlib.suppress(sqlite3.Error):
+                (last,) = conn.execute("PRAGMA data_version").fetchone()
+            self.watching.set()
             while not self._closed.is_set():
                 with self._cond:
                     while self._waiters == 0 and not self._closed.is_set():

@@ -181,7 +181,8 @@ def test_a_sqlite_commit_during_a_claim_wakes_the_next_wait(tmp_path: object) ->
     url = f"sqlite:///{tmp_path}/race.db"
     waiting, other = SQLStore(url), SQLStore(url)
     try:
-        assert waiting.wait_for_work(["default"], 0.05) is False  # the watcher runs
+        assert waiting.wait_for_work(["default"], 0.05) is False  # starts the watcher
+        assert isinstance(waiting._wake, SqliteWakeUps) and waiting._wake.watching.wait(10)
         assert waiting.claim("w", lease_for=30) == []
         # Work arrives after the claim looked and before the slot waits: the wait must
         # not sleep through it.
