@@ -443,10 +443,7 @@ class Squidie:
         base = 0
         if checkpoint is not None:
             try:
-                state = RunState.decode(checkpoint.data)
-                if state.seq != checkpoint.seq or state.run_id != run_id:
-                    raise ValueError("checkpoint does not match its run or sequence")
-                base = checkpoint.seq
+                state, base = _checkpoint_state(run_id, checkpoint), checkpoint.seq
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("ignoring unreadable checkpoint of run %s: %s", run_id, exc)
                 state, base = None, 0
@@ -505,12 +502,9 @@ class Squidie:
             base, state = 0, RunState(run_id)
             if checkpoint is not None:
                 try:
-                    state = RunState.decode(checkpoint.data)
+                    state, base = _checkpoint_state(run_id, checkpoint), checkpoint.seq
                 except (ValueError, TypeError, KeyError):
                     continue
-                if state.seq != checkpoint.seq or state.run_id != run_id:
-                    continue
-                base = checkpoint.seq
             loaded[run_id] = fold(run_id, facts, state), base
         # What was cached but not loaded here goes back, for the attempt's own load.
         with self._states_lock:
@@ -906,8 +900,7 @@ class Squidie:
         # branches) is loaded by each attempt itself; the second outcome's commit then
         # conflicts with the first and is re-planned from fresh facts.
         counts = Counter(lease.dispatch.run_id for lease in leases)
-        preloaded = self._load_many([r for r, n in counts.items() if n == 1]) if len(
-            leases) > 1 else {}
+        preloaded = self._load_many([r for r, n in counts.items() if n == 1])
         try:
             for index, lease in enumerate(leases):
                 if stop is not None and stop():
@@ -1597,6 +1590,15 @@ class Squidie:
     def redrive(self, dispatch_key: str, *, delay: float = 0.0) -> None:
         """Make a dead-lettered dispatch deliverable again."""
         self.store.redrive(dispatch_key, delay=delay)
+
+
+def _checkpoint_state(run_id: str, checkpoint: Checkpoint) -> RunState:
+    """The state a checkpoint holds; ``ValueError`` (or the decoder's own error) if it
+    cannot be used for ``run_id``."""
+    state = RunState.decode(checkpoint.data)
+    if state.seq != checkpoint.seq or state.run_id != run_id:
+        raise ValueError("checkpoint does not match its run or sequence")
+    return state
 
 
 def _unknown_definition(state: RunState) -> WorkflowDefinition:

@@ -77,12 +77,10 @@ from squidie_core._clock import Clock
 from squidie_core.errors import (
     AppendConflict,
     CapabilityNotSupported,
-    ConflictError,
     CorruptDataError,
     DispatchNotFound,
     IdempotencyConflict,
     InvalidArgument,
-    InvalidTransitionError,
     LeaseLostError,
     RunTerminalError,
     SchemaVersionError,
@@ -91,6 +89,7 @@ from squidie_core.errors import (
     ValueTooLarge,
 )
 from squidie_core.storage import (
+    COMMIT_ERRORS,
     Capabilities,
     Checkpoint,
     Commit,
@@ -902,8 +901,7 @@ class RedisStore:
                     results[index] = self.commit(commit)
                 else:
                     results[index] = self._commit_result(commit, reply)
-            except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
-                    ValueTooLarge) as exc:
+            except COMMIT_ERRORS as exc:
                 results[index] = exc
         return [r for r in results if r is not None]
 

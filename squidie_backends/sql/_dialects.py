@@ -79,6 +79,11 @@ class Dialect:
         """Take a shared lock on the rows read (a run row an enqueue depends on)."""
         return select.with_for_update(read=True)
 
+    def lock_update(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """Lock the rows read for update, waiting for other holders (the leases a group
+        commit settles)."""
+        return select.with_for_update()
+
     @contextlib.contextmanager
     def install_lock(self, conn: sa.Connection) -> Iterator[None]:
         """Serialise schema installs and upgrades (default: no lock)."""
@@ -173,6 +178,9 @@ class SQLiteDialect(Dialect):
         return select  # the write transaction already holds the database's write lock
 
     def lock_shared(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        return select
+
+    def lock_update(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select
 
     @contextlib.contextmanager

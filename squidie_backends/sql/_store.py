@@ -76,12 +76,10 @@ from squidie_core._clock import Clock, SystemClock
 from squidie_core.errors import (
     AppendConflict,
     CapabilityNotSupported,
-    ConflictError,
     CorruptDataError,
     DispatchNotFound,
     IdempotencyConflict,
     InvalidArgument,
-    InvalidTransitionError,
     LeaseLostError,
     RunTerminalError,
     SchemaVersionError,
@@ -90,6 +88,7 @@ from squidie_core.errors import (
     ValueTooLarge,
 )
 from squidie_core.storage import (
+    COMMIT_ERRORS,
     TERMINAL_STATUSES,
     Capabilities,
     Checkpoint,
@@ -356,10 +355,9 @@ class SQLStore:
                     lease_expires_at=None, history=d.c.history + failed_event),
             # The group commit's reads: the settled leases' rows (locked, in key order),
             # the journal heads and the run statuses.
-            "lock_settled": sa.select(d.c.dkey, d.c.state, d.c.token_hash,
-                                      d.c.lease_expires_at)
-            .where(d.c.dkey.in_(p("keys", expanding=True)))
-            .order_by(d.c.dkey).with_for_update(),
+            "lock_settled": self._dialect.lock_update(
+                sa.select(d.c.dkey, d.c.state, d.c.token_hash, d.c.lease_expires_at)
+                .where(d.c.dkey.in_(p("keys", expanding=True))).order_by(d.c.dkey)),
             # One index probe per run for its head (a correlated MAX over the journal's
             # primary key), not a grouped scan.
             "heads_statuses": sa.select(
@@ -1234,8 +1232,7 @@ class SQLStore:
         for index in sorted(alone):
             try:
                 results[index] = self.commit(commits[index])
-            except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
-                    ValueTooLarge) as exc:
+            except COMMIT_ERRORS as exc:
                 results[index] = exc
         return [r for r in results if r is not None]
 

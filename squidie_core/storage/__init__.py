@@ -6,7 +6,8 @@ Public surface (for adapter authors and the conformance suite):
   ``BatchCommitter`` (group commit) and ``BatchReader`` (several runs in one read)
 - data: ``Fact``, ``Checkpoint``, ``RunEntry``, ``Page``, ``Dispatch``, ``Lease``,
   ``DispatchRecord``, ``QueueDepth``, ``Commit``, ``CommitResult``, ``Capabilities``
-- constants: ``RUN_STATUSES``, ``TERMINAL_STATUSES``, ``DISPATCH_STATES``
+- constants: ``RUN_STATUSES``, ``TERMINAL_STATUSES``, ``DISPATCH_STATES``,
+  ``COMMIT_ERRORS`` (what ``commit_many`` returns in a commit's place)
 - clocks: ``Clock``, ``SystemClock``, ``ManualClock``
 - helpers: ``new_token``, ``hash_token``, ``encode_cursor``, ``decode_cursor``,
   ``check_commit``, ``check_contiguous``, ``check_queue_name``, ``same_facts``,
@@ -18,6 +19,7 @@ See ``docs/writing-a-backend.md`` for a walkthrough.
 
 from squidie_core._clock import Clock, ManualClock, SystemClock
 from squidie_core.storage._contract import (
+    COMMIT_ERRORS,
     DISPATCH_STATES,
     QUEUE_NAME,
     RUN_STATUSES,
@@ -53,6 +55,7 @@ from squidie_core.storage._contract import (
 )
 
 __all__ = [
+    "COMMIT_ERRORS",
     "DISPATCH_STATES",
     "QUEUE_NAME",
     "RUN_STATUSES",

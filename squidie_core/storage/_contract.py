@@ -756,18 +756,24 @@ def check_commit(commit: Commit) -> None:
             raise ValueError(f"dispatch {dispatch.key!r} belongs to another run")
 
 
+#: The errors that are about one commit, not the backend: ``commit_many`` returns them in
+#: the commit's place instead of raising.
+COMMIT_ERRORS: tuple[type[SquidieError], ...] = (
+    ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument, ValueTooLarge,
+)
+
+
 def commit_each(store: Store, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
     """``BatchCommitter.commit_many`` for any store: ``store.commit`` one after another.
 
-    Errors about one commit (conflicts, lost leases, invalid arguments) are returned in
-    its place; any other error is raised.
+    Errors about one commit (``COMMIT_ERRORS``) are returned in its place; any other
+    error is raised.
     """
     results: list[CommitResult | SquidieError] = []
     for commit in commits:
         try:
             results.append(store.commit(commit))
-        except (ConflictError, LeaseLostError, InvalidTransitionError, InvalidArgument,
-                ValueTooLarge) as exc:
+        except COMMIT_ERRORS as exc:
             results.append(exc)
     return results
 
