@@ -6,6 +6,11 @@ the worker's one event loop thread) and commits it. A slot that finds nothing wa
 short, capped, jittered poll — cut short by the store's wake-up hint where it has one —
 and a slot that hits a backend error backs off exponentially instead of crashing.
 
+Idle slots take turns: one of them (the listener) waits on the store's wake-up hint, the
+others on the worker itself. A slot that claims work wakes one idle slot, which claims in
+turn, so a burst of work is taken up slot after slot while a single new run wakes a
+single slot — not every idle slot racing for it.
+
 Shutdown (SIGTERM or SIGINT, or ``stop()``): slots stop claiming, running steps get
 ``grace_period`` seconds to finish and commit, then the worker returns. A second signal
 exits the process at once; the leases it held expire and other workers take the attempts
@@ -164,6 +169,9 @@ class Worker:
         self._http: ThreadingHTTPServer | None = None
         self._signals = 0
         self._rng = random.Random()
+        #: Idle slots: the one waiting on the store's hint, and the rest, waiting here.
+        self._idle_turns = threading.Condition()
+        self._listener: str | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -183,6 +191,8 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running steps may finish within the grace period."""
         self._stop.set()
+        with self._idle_turns:
+            self._idle_turns.notify_all()
 
     def run(self, *, install_signal_handlers: bool | None = None) -> WorkerStats:
         """Run until ``stop()`` (or SIGTERM/SIGINT) and return the counters.
@@ -262,13 +272,7 @@ class Worker:
         while not self._stop.is_set():
             self._touch()
             try:
-                if self.claim_batch > 1:
-                    result = self._run_batch(owner)
-                else:
-                    result = self.engine.execute_next(
-                        owner_id=owner, lease_for=self.lease_for,
-                        heartbeat_interval=self.heartbeat_interval, queues=self.queues,
-                    )
+                result = self._run_batch(owner)
             except Exception as exc:  # the backend is down or flaky: back off, never crash
                 errors += 1
                 with self._lock:
@@ -281,7 +285,7 @@ class Worker:
                 continue
             errors = 0
             if result is None:
-                self._idle(idle)
+                self._idle(owner, idle)
                 idle = min(idle * 2, self.max_poll_interval)
                 continue
             idle = self.poll_interval
@@ -295,7 +299,8 @@ class Worker:
         return max(1, min(self.claim_batch, int(self.lease_for / 3 / max(seconds, 1e-6))))
 
     def _run_batch(self, owner: str) -> ExecuteResult | None:
-        """Claim a batch, run it and group-commit the outcomes; the last result.
+        """Claim a batch (of one with ``claim_batch=1``), run it and group-commit the
+        outcomes; the last result.
 
         Every result but the last is recorded here (``_slot`` records the last). Leases
         left unstarted by a stop (or by a backend error) are put back to be claimed again
@@ -305,6 +310,7 @@ class Worker:
                                          limit=self._batch_size(owner), queues=self.queues)
         if not leases:
             return None
+        self._pass_turn()  # there may be more: an idle slot claims too
         began = time.monotonic()
         results = self.engine.run_leases(
             leases, lease_for=self.lease_for, heartbeat_interval=self.heartbeat_interval,
@@ -318,22 +324,43 @@ class Worker:
             self._record(owner, result)
         return results[-1] if results else None
 
-    def _idle(self, delay: float) -> None:
+    def _idle(self, owner: str, delay: float) -> None:
+        """Wait up to ``delay`` (jittered) before the next claim.
+
+        With a wake-up hint, one idle slot at a time listens to the store and the others
+        wait for a turn (``_pass_turn``) or their own poll delay, whichever comes first.
+        """
         delay *= self._rng.uniform(0.5, 1.0)
         store = self.engine.store
-        if store.capabilities.wake_up:
-            # In slices, so that stop() is honoured within one slice however long the wait.
-            deadline = time.monotonic() + delay
-            try:
-                while not self._stop.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or store.wait_for_work(
-                            self.queues, min(remaining, _WAKE_SLICE)):
-                        return
+        if not store.capabilities.wake_up:
+            self._stop.wait(delay)
+            return
+        with self._idle_turns:
+            if self._stop.is_set():
                 return
-            except Exception as exc:
-                log.debug("wake-up hint failed: %s", exc)
-        self._stop.wait(delay)
+            if self._listener is not None:
+                self._idle_turns.wait(delay)
+                return
+            self._listener = owner
+        # In slices, so that stop() is honoured within one slice however long the wait.
+        deadline = time.monotonic() + delay
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or store.wait_for_work(
+                        self.queues, min(remaining, _WAKE_SLICE)):
+                    return
+        except Exception as exc:
+            log.debug("wake-up hint failed: %s", exc)
+            self._stop.wait(delay)
+        finally:
+            with self._idle_turns:
+                self._listener = None
+
+    def _pass_turn(self) -> None:
+        """A claim found work: wake one idle slot to claim as well (there may be more)."""
+        with self._idle_turns:
+            self._idle_turns.notify()
 
     def _record(self, owner: str, result: ExecuteResult) -> None:
         with self._lock:

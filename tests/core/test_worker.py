@@ -243,3 +243,92 @@ def test_a_stopping_worker_puts_unstarted_leases_back() -> None:
     assert Counter(lease.dispatch.step for lease in again) == {"one": 2, "two": 1}
     assert {lease.dispatch.run_id for lease in again} == set(runs)
     assert sorted(lease.delivery for lease in again) == [1, 2, 2]
+
+
+class Single(Workflow):
+    go = manual()
+    only = step(f.incr)
+    transitions = [transition(only, on="ok", to=COMPLETE)]
+
+
+class _Watched:
+    """Counts a store's claims and the slots waiting on its wake-up hint at once."""
+
+    def __init__(self, engine: Squidie) -> None:
+        self.lock = threading.Lock()
+        self.claims: list[int] = []
+        self.waiting = 0
+        self.most_waiting = 0
+        store = engine.store
+        claim, wait = store.claim, store.wait_for_work
+
+        def counting_claim(*args: Any, **kwargs: Any) -> Any:
+            got = claim(*args, **kwargs)
+            with self.lock:
+                self.claims.append(len(got))
+            return got
+
+        def counting_wait(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self.waiting += 1
+                self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                return wait(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.waiting -= 1
+
+        store.claim = counting_claim  # type: ignore[method-assign]
+        store.wait_for_work = counting_wait  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("claim_batch", [1, 16])
+def test_one_idle_slot_listens_and_a_new_run_wakes_one(claim_batch: int) -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    watched = _Watched(engine)
+    # Long polls: within the test, idle slots move only when woken.
+    worker = Worker(engine, concurrency=4, poll_interval=30, max_poll_interval=60,
+                    claim_batch=claim_batch, name="wl")
+    thread = run_in_thread(worker)
+    until(lambda: len(watched.claims) == 4 and watched.waiting == 1, 10,
+          "every slot to claim nothing and one of them to listen")
+    before = len(watched.claims)
+    run_id = engine.start(Single).run_id
+    until(lambda: completed(engine, [run_id]) and watched.waiting == 1, 10,
+          "the run to complete and one slot to listen again")
+    after = watched.claims[before:]
+    worker.stop()
+    thread.join(5)
+    assert not thread.is_alive()  # idle slots waiting for a turn noticed the stop
+    assert watched.most_waiting == 1
+    # The listener's claim, the one turn it passed on, and its own next claim: not a
+    # claim from every idle slot.
+    assert sorted(after) == [0, 0, 1]
+
+
+def test_a_burst_is_taken_up_by_every_slot() -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    watched = _Watched(engine)
+    started = threading.Event()
+    owners: set[str] = set()
+    worker = Worker(engine, concurrency=4, poll_interval=30, max_poll_interval=60,
+                    claim_batch=1, name="wt")
+    thread = run_in_thread(worker)
+    until(lambda: watched.waiting == 1, 10, "one slot to listen")
+    run_lease = engine.run_lease
+
+    def holding(lease: Any, **kwargs: Any) -> Any:
+        # Every slot holds its step until four have started: only turns passed on from
+        # slot to slot can start them (the idle slots' own polls are a minute away).
+        owners.add(lease.owner_id)
+        if len(owners) == 4:
+            started.set()
+        started.wait(10)
+        return run_lease(lease, **kwargs)
+
+    engine.run_lease = holding  # type: ignore[method-assign]
+    runs = [engine.start(Single).run_id for _ in range(8)]
+    until(lambda: completed(engine, runs), 20, "every run to complete")
+    worker.stop()
+    thread.join(5)
+    assert owners == {f"wt:{slot}" for slot in range(4)}
