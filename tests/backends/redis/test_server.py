@@ -57,12 +57,15 @@ def test_an_unreachable_server_is_backend_unavailable(tmp_path: Path) -> None:
 
 def test_a_server_going_away_mid_use_is_backend_unavailable(tmp_path: Path) -> None:
     server = RedisServer(tmp_path).start()
-    store = RedisStore(server.url, retries=1, retry_backoff_cap=0.01,
-                       socket_connect_timeout=0.5)
-    store.enqueue([dispatch("r")])
-    server.kill()
-    with pytest.raises(BackendUnavailable):
-        store.claim("w", lease_for=10)
-    server.start()  # same port, no persistence: empty, but the store reconnects
-    assert store.claim("w", lease_for=10) == []
-    store.close()
+    try:
+        store = RedisStore(server.url, retries=1, retry_backoff_cap=0.01,
+                           socket_connect_timeout=0.5)
+        store.enqueue([dispatch("r")])
+        server.kill()
+        with pytest.raises(BackendUnavailable):
+            store.claim("w", lease_for=10)
+        server.start()  # same port, no persistence: empty, but the store reconnects
+        assert store.claim("w", lease_for=10) == []
+        store.close()
+    finally:
+        server.stop()  # the restarted server too: no redis-server outlives the test
