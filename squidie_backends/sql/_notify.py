@@ -41,18 +41,45 @@ def channel_for(prefix: str, schema: str | None) -> str:
     return f"{schema or 'public'}.{prefix}wake"
 
 
-class PgWakeUps:
-    """The listening side: a background thread and the per-queue counters it bumps."""
+class _Hints:
+    """What both wake-up sources share: the waiters' condition and counters, one
+    background thread started by the first wait, and ``close``."""
 
-    def __init__(self, engine: sa.Engine, channel: str) -> None:
-        self._engine = engine
-        self.channel = channel
+    def __init__(self, thread_name: str) -> None:
+        self._thread_name = thread_name
         self._cond = threading.Condition()
-        self._counts: dict[str, int] = {}
-        self._epoch = 0  # bumped on every (re)connect: hints may have been missed
+        self._epoch = 0
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+
+    def _background(self) -> None:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._background, daemon=True,
+                                                name=self._thread_name)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Wake every waiter and stop the background thread (not joined: it notices
+        within its own poll, and a store's ``close`` should not wait for that)."""
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+
+
+class PgWakeUps(_Hints):
+    """The listening side: a background thread and the per-queue counters it bumps."""
+
+    def __init__(self, engine: sa.Engine, channel: str) -> None:
+        super().__init__(f"squidie-listen-{channel}")
+        self._engine = engine
+        self.channel = channel
+        self._counts: dict[str, int] = {}
+        # _epoch is bumped on every (re)connect: hints may have been missed.
         #: Set while the listener holds ``LISTEN`` on the channel.
         self.listening = threading.Event()
 
@@ -95,13 +122,6 @@ class PgWakeUps:
 
     # ------------------------------------------------------------------ listening side
 
-    def _start(self) -> None:
-        with self._cond:
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(target=self._listen, daemon=True,
-                                                name=f"squidie-listen-{self.channel}")
-                self._thread.start()
-
     def _bump(self, queue: str | None) -> None:
         with self._cond:
             if queue is None:
@@ -117,7 +137,7 @@ class PgWakeUps:
         conn.autocommit = True
         return conn
 
-    def _listen(self) -> None:
+    def _background(self) -> None:  # the listener
         from psycopg import sql
 
         backoff = 0.1
@@ -145,32 +165,17 @@ class PgWakeUps:
                 with contextlib.suppress(Exception):  # closing a broken connection
                     conn.close()
 
-    def close(self) -> None:
-        """Wake every waiter and stop the listener.
-
-        Not joined: the thread notices within half a second and closes its connection
-        itself, and a store's ``close`` should not wait for that.
-        """
-        self._closed.set()
-        with self._cond:
-            self._cond.notify_all()
-
-
 #: How often the SQLite watcher reads ``data_version`` while someone waits.
 _SQLITE_POLL = 0.002
 
 
-class SqliteWakeUps:
+class SqliteWakeUps(_Hints):
     """The SQLite watcher: ``data_version`` read every 2 ms while a worker waits."""
 
     def __init__(self, path: str) -> None:
+        super().__init__("squidie-sqlite-watch")
         self._path = path
-        self._cond = threading.Condition()
-        self._epoch = 0
         self._waiters = 0
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._local = threading.local()
         #: Set while the watcher has its connection open.
         self.watching = threading.Event()
 
@@ -200,14 +205,7 @@ class SqliteWakeUps:
             finally:
                 self._waiters -= 1
 
-    def _start(self) -> None:
-        with self._cond:
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(target=self._watch, daemon=True,
-                                                name="squidie-sqlite-watch")
-                self._thread.start()
-
-    def _watch(self) -> None:
+    def _background(self) -> None:  # the watcher
         try:
             conn = sqlite3.connect(self._path, check_same_thread=False, timeout=1.0)
         except sqlite3.Error as exc:  # waiters fall back to their poll
@@ -240,9 +238,3 @@ class SqliteWakeUps:
         finally:
             self.watching.clear()
             conn.close()
-
-    def close(self) -> None:
-        """Wake every waiter and stop the watcher (not joined: it stops within 2 ms)."""
-        self._closed.set()
-        with self._cond:
-            self._cond.notify_all()
