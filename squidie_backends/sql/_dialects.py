@@ -15,8 +15,8 @@ Everything else in the store is one code path over SQLAlchemy Core. A dialect an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -94,12 +94,13 @@ class Dialect:
     def upsert(
         self,
         table: sa.Table,
-        row: Mapping[str, Any],
+        row: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         key: Sequence[str],
         *,
         guard: str | None = None,
-    ) -> sa.Executable:
-        """Insert ``row``, or update the existing row with the same ``key``.
+    ) -> sa.Insert:
+        """Insert ``row`` (or several rows, one ``VALUES`` list each, with distinct keys),
+        or update the existing row with the same ``key``.
 
         With ``guard``, the existing row is updated only when ``row[guard]`` is at least
         the stored value (a newer checkpoint replaces an older one, never the reverse).
@@ -115,6 +116,17 @@ class Dialect:
     def is_transient(self, exc: BaseException) -> bool:
         """Whether retrying the whole transaction may succeed (busy, deadlock, reset)."""
         return bool(getattr(exc, "connection_invalidated", False))
+
+
+_I = TypeVar("_I", bound=sa.Insert)
+
+
+def _insert(make: Callable[[sa.Table], _I], table: sa.Table,
+            row: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple[_I, list[str]]:
+    """A dialect's ``INSERT`` of one row or several, and the row's column names. One row
+    keeps the one-row form: SQLAlchemy caches it, not the multi-row one."""
+    rows = [dict(row)] if isinstance(row, Mapping) else [dict(r) for r in row]
+    return make(table).values(rows if len(rows) > 1 else rows[0]), list(rows[0])
 
 
 class SQLiteDialect(Dialect):
@@ -191,13 +203,13 @@ class SQLiteDialect(Dialect):
     def upsert(
         self,
         table: sa.Table,
-        row: Mapping[str, Any],
+        row: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         key: Sequence[str],
         *,
         guard: str | None = None,
-    ) -> sa.Executable:
-        stmt = sqlite_dialect.insert(table).values(**row)
-        updates = {c: stmt.excluded[c] for c in row if c not in key}
+    ) -> sa.Insert:
+        stmt, columns = _insert(sqlite_dialect.insert, table, row)
+        updates = {c: stmt.excluded[c] for c in columns if c not in key}
         where = table.c[guard] <= stmt.excluded[guard] if guard else None
         return stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
 
@@ -261,13 +273,13 @@ class PostgresDialect(Dialect):
     def upsert(
         self,
         table: sa.Table,
-        row: Mapping[str, Any],
+        row: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         key: Sequence[str],
         *,
         guard: str | None = None,
-    ) -> sa.Executable:
-        stmt = pg_dialect.insert(table).values(**row)
-        updates = {c: stmt.excluded[c] for c in row if c not in key}
+    ) -> sa.Insert:
+        stmt, columns = _insert(pg_dialect.insert, table, row)
+        updates = {c: stmt.excluded[c] for c in columns if c not in key}
         where = table.c[guard] <= stmt.excluded[guard] if guard else None
         return stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
 
@@ -331,13 +343,13 @@ class MySQLDialect(Dialect):
     def upsert(
         self,
         table: sa.Table,
-        row: Mapping[str, Any],
+        row: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         key: Sequence[str],
         *,
         guard: str | None = None,
-    ) -> sa.Executable:
-        stmt = mysql_dialect.insert(table).values(**row)
-        cols = [c for c in row if c not in key]
+    ) -> sa.Insert:
+        stmt, columns = _insert(mysql_dialect.insert, table, row)
+        cols = [c for c in columns if c not in key]
         if guard is None:
             return stmt.on_duplicate_key_update([(c, stmt.inserted[c]) for c in cols])
         newer = stmt.inserted[guard] >= table.c[guard]

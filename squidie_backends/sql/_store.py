@@ -49,7 +49,7 @@ Two commits at the same sequence::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -116,6 +116,34 @@ log = logging.getLogger("squidie.sql")
 
 T = TypeVar("T")
 
+#: The row parameters of the multi-row writes (``SQLStore._for``), by the column each
+#: one fills.
+_ROW_KEYS: dict[str, dict[str, str]] = {
+    "facts": {c: c for c in ("run_id", "seq", "type", "at", "body")},
+    "dispatches": {c: c for c in (
+        "dkey", "run_id", "workflow", "step", "attempt", "queue", "priority",
+        "max_deliveries", "delay", "state", "visible_at", "lane", "eligible_at",
+        "deliveries", "fence", "owner_id", "token_hash", "lease_expires_at", "reason",
+        "dead_order", "history")},
+    "runs": {f"v_{c}": c for c in (
+        "run_id", "workflow", "trigger", "status", "queue", "created_at", "updated_at",
+        "last_seq", "parent_run_id")},
+    "checkpoints": {"v_run_id": "run_id", "v_seq": "seq", "v_data": "data"},
+}
+
+#: The array parameters of PostgreSQL's ``unnest`` writes (``SQLStore._unnest``).
+_UNNEST_ARRAYS: dict[str, tuple[str, ...]] = {
+    **{kind: tuple(keys) for kind, keys in _ROW_KEYS.items()},
+    "settle": ("b_key", "b_token_hash", "v_event"),
+}
+
+#: PostgreSQL writes more rows than this with ``unnest`` (fewer: a ``VALUES`` list, which
+#: psycopg sends without dumping arrays).
+_UNNEST_FROM = 4
+
+#: The most rows one sized statement (``SQLStore._for``) covers; more go in chunks.
+_SIZED_MAX = 64
+
 _HISTORY_LIMIT = 50
 _DEAD_COUNTER = "dead_order"
 
@@ -149,6 +177,47 @@ class _Params:
     fact_rows: list[dict[str, Any]]
     run: dict[str, Any]
     checkpoint: dict[str, Any] | None
+
+
+class _DriverStatement:
+    """A sized statement compiled once for the store's dialect and sent through the
+    driver (``exec_driver_sql``). SQLAlchemy would otherwise walk the whole statement
+    for its cache key on every execution, which for a multi-row write costs more than
+    the round trips it saves. The compiled statement's own values (literals bound as
+    parameters) and the dialect's bind processors are applied here, as SQLAlchemy
+    would."""
+
+    __slots__ = ("defaults", "names", "positional", "processors", "sql")
+
+    def __init__(self, stmt: sa.ClauseElement, dialect: sa.Dialect,
+                 binary: Iterable[str] = ()) -> None:
+        compiled: Any = stmt.compile(dialect=dialect)
+        if compiled.escaped_bind_names or compiled.post_compile_params:
+            raise AssertionError(f"not a driver statement: {compiled.string}")
+        self.sql: str = compiled.string
+        for key in binary:
+            # psycopg: send the parameter in binary (a text array would be escaped
+            # element by element in Python).
+            self.sql = self.sql.replace(f"%({key})s", f"%({key})b")
+        self.positional: bool = bool(compiled.positional)
+        binds: dict[Any, str] = compiled.bind_names
+        self.names: tuple[str, ...] = (
+            tuple(compiled.positiontup or ()) if self.positional
+            else tuple(dict.fromkeys(binds.values())))
+        self.defaults: dict[str, Any] = {
+            name: bind.effective_value for bind, name in binds.items() if not bind.required}
+        self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+        values = {}
+        defaults, processors = self.defaults, self.processors
+        for name in self.names:
+            value = params[name] if name in params else defaults[name]
+            processor = processors.get(name)
+            values[name] = value if processor is None or value is None else processor(value)
+        if self.positional:
+            return conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.names))
+        return conn.exec_driver_sql(self.sql, values)
 
 
 class _KeyRace(Exception):
@@ -217,6 +286,8 @@ class SQLStore:
                 SqliteWakeUps(str(self._engine.url.database)) if self.name == "sqlite"
                 else PgWakeUps(self._engine, channel_for(self.prefix, self._config.schema)))
         self._sql = self._prepare()
+        #: Statements over ``n`` rows (a batch's runs or leases), built once per size.
+        self._sized: dict[tuple[str, int], _DriverStatement] = {}
         try:
             self._open(bool(opts["auto_install"]))
         except BaseException:
@@ -325,8 +396,6 @@ class SQLStore:
             "read_checkpoint": sa.select(c.c.seq, c.c.data).where(c.c.run_id == p("run_id")),
             "read_checkpoints": sa.select(c.c.run_id, c.c.seq, c.c.data)
             .where(c.c.run_id.in_(p("run_ids", expanding=True))),
-            "insert_facts": sa.insert(f),
-            "insert_dispatches": sa.insert(d),
             "upsert_run": self._dialect.upsert(
                 r, {name: p(f"v_{name}") for name in run_cols}, ["run_id"]
             ),
@@ -372,6 +441,148 @@ class SQLStore:
             "candidates": {False: candidates(False), True: candidates(True)},
         }
 
+    def _for(self, kind: str, n: int) -> _DriverStatement:
+        """The ``kind`` statement over ``n`` rows, with bound parameters, built once
+        (``n=0``: PostgreSQL's ``unnest`` form, for any number of rows). The parameters of
+        row ``i`` are suffixed ``_{i}``:
+
+        ``facts_after``: the facts of run ``run_id`` after sequence ``seq``.
+        ``take``: claim the row ``id`` with token hash ``token_hash`` and history event
+        ``event`` (shared: ``v_owner``, ``v_expires``).
+        ``facts``, ``dispatches``, ``runs``, ``checkpoints``: insert (upsert, for runs
+        and checkpoints) a row.
+        ``settle``: settle the live lease ``b_key`` (``b_token_hash``, history event
+        ``v_event``) as ``v_state`` (shared: ``v_state``, ``v_reason``, ``b_now``).
+        """
+        sized = self._sized.get((kind, n))
+        if sized is None:
+            arrays = _UNNEST_ARRAYS[kind] if n == 0 else ()
+            sized = self._sized[(kind, n)] = _DriverStatement(
+                self._build(kind, n), self._engine.dialect, binary=arrays)
+        return sized
+
+    def _build(self, kind: str, n: int) -> sa.ClauseElement:
+        f, d, p = self.tables.facts, self.tables.dispatches, sa.bindparam
+        if n == 0:
+            return self._unnest(kind)
+        if kind in _ROW_KEYS:
+            return self._insert_rows(kind, n)
+        if kind == "settle":
+            keys = [p(f"b_key_{i}", type_=d.c.dkey.type) for i in range(n)]
+            return sa.update(d).where(
+                d.c.dkey.in_(keys), d.c.state == "claimed",
+                d.c.token_hash == sa.case(*(
+                    (d.c.dkey == keys[i], p(f"b_token_hash_{i}", type_=sa.String))
+                    for i in range(n))),
+                d.c.lease_expires_at > p("b_now"),
+            ).values(
+                state=p("v_state"), reason=p("v_reason"), lane=None, eligible_at=None,
+                lease_expires_at=None, history=d.c.history + sa.case(*(
+                    (d.c.dkey == keys[i], p(f"v_event_{i}", type_=sa.Text))
+                    for i in range(n))),
+            )
+        if kind == "facts_after":
+            return (
+                sa.select(f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body)
+                .where(sa.or_(*(sa.and_(f.c.run_id == p(f"run_id_{i}"),
+                                        f.c.seq > p(f"seq_{i}"))
+                                for i in range(n))))
+                .order_by(f.c.run_id, f.c.seq)
+            )
+        ids = [p(f"id_{i}", type_=d.c.id.type) for i in range(n)]  # take
+        return sa.update(d).where(d.c.id.in_(ids)).values(
+            state="claimed", deliveries=d.c.deliveries + 1, fence=d.c.fence + 1,
+            owner_id=p("v_owner"),
+            token_hash=sa.case(*((d.c.id == ids[i], p(f"token_hash_{i}", type_=sa.String))
+                                 for i in range(n))),
+            lease_expires_at=p("v_expires"), eligible_at=p("v_expires"),
+            history=d.c.history + sa.case(
+                *((d.c.id == ids[i], p(f"event_{i}", type_=sa.Text)) for i in range(n))),
+        )
+
+    def _table_of(self, kind: str) -> sa.Table:
+        """The table a multi-row write of ``kind`` goes to."""
+        table: sa.Table = getattr(self.tables, "dispatches" if kind == "settle" else kind)
+        return table
+
+    def _insert_rows(self, kind: str, n: int) -> sa.ClauseElement:
+        table = self._table_of(kind)
+        keys = _ROW_KEYS[kind]
+        # Each parameter typed as its column, for the dialect's bind processors.
+        rows = [{column: sa.bindparam(f"{key}_{i}", type_=table.c[column].type)
+                 for key, column in keys.items()} for i in range(n)]
+        if kind == "runs":
+            return self._dialect.upsert(table, rows, ["run_id"])
+        if kind == "checkpoints":
+            return self._dialect.upsert(table, rows, ["run_id"], guard="seq")
+        return sa.insert(table).values(rows)
+
+    def _write_rows(self, conn: sa.Connection, kind: str,
+                    rows: Sequence[Mapping[str, Any]], **shared: Any) -> None:
+        """Write ``rows`` with one statement, not one per row; ``shared`` holds the
+        parameters every row has in common.
+
+        PostgreSQL, past a few rows: one statement over ``unnest`` of one array per
+        column, whatever the number of rows (``_unnest``). Otherwise: one multi-row
+        statement per 64 rows (``_for(kind, n)``).
+        """
+        if not rows:
+            return
+        if self.name == "postgresql" and len(rows) > _UNNEST_FROM:
+            params = dict(shared)
+            for key in rows[0]:
+                params[key] = [row[key] for row in rows]
+            self._for(kind, 0).execute(conn, params)
+            return
+        for _ in self._sized_chunks(conn, kind, rows, shared):
+            pass
+
+    def _sized_chunks(self, conn: sa.Connection, kind: str,
+                      rows: Sequence[Mapping[str, Any]],
+                      shared: Mapping[str, Any]) -> Iterator[Any]:
+        """Execute the ``kind`` statement over ``rows``, 64 rows a statement (row ``i``'s
+        parameters suffixed ``_{i}``); each statement's result, in turn."""
+        for start in range(0, len(rows), _SIZED_MAX):
+            chunk = rows[start:start + _SIZED_MAX]
+            params = dict(shared)
+            for i, row in enumerate(chunk):
+                params.update({f"{key}_{i}": value for key, value in row.items()})
+            yield self._for(kind, len(chunk)).execute(conn, params)
+
+    def _unnest(self, kind: str) -> sa.TextClause:
+        """PostgreSQL's multi-row write of ``kind``: one array parameter per column (the
+        ``_UNNEST_ARRAYS``, sent in binary)."""
+        preparer = self._engine.dialect.identifier_preparer
+        table = self._table_of(kind)
+        name = preparer.format_table(table)
+
+        def array(key: str, column: str) -> str:
+            sql_type = table.c[column].type.compile(dialect=self._engine.dialect)
+            return f"CAST(:{key} AS {sql_type.split(' COLLATE ')[0]}[])"
+
+        if kind == "settle":
+            return sa.text(
+                f"UPDATE {name} SET state = :v_state, reason = :v_reason, lane = NULL, "
+                "eligible_at = NULL, lease_expires_at = NULL, "
+                f"history = {name}.history || u.event "
+                f"FROM unnest({array('b_key', 'dkey')}, {array('b_token_hash', 'token_hash')}, "
+                f"{array('v_event', 'history')}) AS u(dkey, token_hash, event) "
+                f'WHERE {name}.dkey = u.dkey COLLATE "C" AND {name}.state = \'claimed\' '
+                f'AND {name}.token_hash = u.token_hash COLLATE "C" '
+                f"AND {name}.lease_expires_at > :b_now"
+            )
+        keys = _ROW_KEYS[kind]
+        columns = ", ".join(preparer.quote(c) for c in keys.values())
+        arrays = ", ".join(array(key, column) for key, column in keys.items())
+        sql = f"INSERT INTO {name} ({columns}) SELECT * FROM unnest({arrays})"
+        if kind in ("runs", "checkpoints"):
+            sets = ", ".join(f"{preparer.quote(c)} = EXCLUDED.{preparer.quote(c)}"
+                             for c in keys.values() if c != "run_id")
+            sql += f" ON CONFLICT (run_id) DO UPDATE SET {sets}"
+            if kind == "checkpoints":
+                sql += f" WHERE {name}.seq <= EXCLUDED.seq"
+        return sa.text(sql)
+
     # ------------------------------------------------------------------ journal
 
     def _head(self, conn: sa.Connection, run_id: str) -> int:
@@ -416,7 +627,7 @@ class SQLStore:
     def _insert_facts(self, conn: sa.Connection, run_id: str, expected: int,
                       rows: list[dict[str, Any]]) -> None:
         try:
-            conn.execute(self._sql["insert_facts"], rows)
+            self._write_rows(conn, "facts", rows)
         except sa.exc.IntegrityError as exc:
             if self._dialect.is_unique_violation(exc):
                 # A concurrent writer took the same sequence; the head is re-read afterwards
@@ -464,12 +675,11 @@ class SQLStore:
         self, after: Mapping[str, int | None]
     ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
         """``BatchReader.read_runs``: the checkpoints, then every run's facts, in two
-        statements of one transaction."""
+        statements of one transaction (one more per 64 runs past the first 64)."""
         if not after:
             return {}
         for run_id in after:
             _text("run_id", run_id)
-        f = self.tables.facts
 
         def body(conn: sa.Connection) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
             wanted = sorted(run_id for run_id, seq in after.items() if seq is None)
@@ -480,15 +690,12 @@ class SQLStore:
             bounds = {run_id: seq if seq is not None else (
                 checkpoints[run_id].seq if run_id in checkpoints else 0)
                 for run_id, seq in after.items()}
-            stmt = (
-                sa.select(f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body)
-                .where(sa.or_(*(sa.and_(f.c.run_id == run_id, f.c.seq > seq)
-                                for run_id, seq in sorted(bounds.items()))))
-                .order_by(f.c.run_id, f.c.seq)
-            )
             facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
-            for row in conn.execute(stmt):
-                facts[row.run_id].append(self._fact(row.run_id, row))
+            wanted_facts = [{"run_id": run_id, "seq": seq}
+                            for run_id, seq in sorted(bounds.items())]
+            for result in self._sized_chunks(conn, "facts_after", wanted_facts, {}):
+                for row in result:
+                    facts[row.run_id].append(self._fact(row.run_id, row))
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
         return self._run(body, write=False)
@@ -699,7 +906,7 @@ class SQLStore:
                 "dead_order": None, "history": "",
             })
         try:
-            conn.execute(self._sql["insert_dispatches"], rows)
+            self._write_rows(conn, "dispatches", rows)
         except sa.exc.IntegrityError as exc:
             if self._dialect.is_unique_violation(exc):
                 raise _KeyRace() from exc
@@ -874,22 +1081,11 @@ class SQLStore:
     def _take_many(self, conn: sa.Connection, tokens: dict[int, str], events: dict[int, str],
                    owner_id: str, expires: float) -> None:
         """Claim several rows in one UPDATE (per-row token and history via CASE)."""
-        d = self.tables.dispatches
-        conn.execute(
-            sa.update(d)
-            .where(d.c.id.in_(list(tokens)))
-            .values(
-                state="claimed",
-                deliveries=d.c.deliveries + 1,
-                fence=d.c.fence + 1,
-                owner_id=owner_id,
-                token_hash=sa.case({i: hash_token(t) for i, t in tokens.items()},
-                                   value=d.c.id),
-                lease_expires_at=expires,
-                eligible_at=expires,
-                history=d.c.history + sa.case(events, value=d.c.id),
-            )
-        )
+        rows = [{"id": row_id, "token_hash": hash_token(token), "event": events[row_id]}
+                for row_id, token in tokens.items()]
+        for _ in self._sized_chunks(conn, "take", rows,
+                                    {"v_owner": owner_id, "v_expires": expires}):
+            pass
 
     def _bury_rows(self, conn: sa.Connection, rows: list[Any], reason: str,
                    now: float) -> None:
@@ -1279,20 +1475,18 @@ class SQLStore:
         for _, p in passing:
             lease = p.commit.settle
             assert lease is not None
-            params = self._live_params(lease, now)
-            params.update(v_state="completed", v_reason=None,
-                          v_event=_event(event="completed", fence=lease.fence, at=now,
-                                         reason=None))
-            settles.append(params)
-        conn.execute(self._sql["settle"], settles)
+            settles.append({"b_key": lease.key, "b_token_hash": hash_token(lease.token),
+                            "v_event": _event(event="completed", fence=lease.fence, at=now)})
+        self._write_rows(conn, "settle", settles, v_state="completed", v_reason=None,
+                         b_now=now)
         fact_rows = [row for _, p in passing for row in p.fact_rows]
         if fact_rows:
             self._insert_facts(conn, passing[0][1].commit.run_id, 0, fact_rows)
         self._insert_dispatches(conn, [x for _, p in passing for x in p.commit.enqueue], now)
-        conn.execute(self._sql["upsert_run"], [p.run for _, p in passing])
+        self._write_rows(conn, "runs", [p.run for _, p in passing])
         checkpoints = [p.checkpoint for _, p in passing if p.checkpoint is not None]
         if checkpoints:
-            conn.execute(self._sql["upsert_checkpoint"], checkpoints)
+            self._write_rows(conn, "checkpoints", checkpoints)
         ended = [p.commit.run_id for _, p in passing if p.commit.terminal]
         if ended:
             self._fail_others(conn, ended, now)
