@@ -66,8 +66,13 @@ class Dialect:
     # ------------------------------------------------------------------ transactions
 
     @contextlib.contextmanager
-    def transaction(self, conn: sa.Connection, *, write: bool) -> Iterator[None]:
-        """Run the body in one transaction, committed on success, rolled back on error."""
+    def transaction(self, conn: sa.Connection, *, write: bool,
+                    batch: bool = False) -> Iterator[None]:
+        """Run the body in one transaction, committed on success, rolled back on error.
+
+        ``batch``: the body looks up many keys at once (a batch's reads, a group commit);
+        a dialect may steer its planner towards the indexes for it.
+        """
         with conn.begin():
             yield
 
@@ -181,7 +186,8 @@ class SQLiteDialect(Dialect):
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     @contextlib.contextmanager
-    def transaction(self, conn: sa.Connection, *, write: bool) -> Iterator[None]:
+    def transaction(self, conn: sa.Connection, *, write: bool,
+                    batch: bool = False) -> Iterator[None]:
         conn.execution_options(squidie_begin="IMMEDIATE" if write else "DEFERRED")
         with conn.begin():
             yield
@@ -263,6 +269,24 @@ class PostgresDialect(Dialect):
         version = conn.dialect.server_version_info or (0,)
         if tuple(version) < (9, 5):
             raise StoreError("the SQL store needs PostgreSQL 9.5 or newer (SKIP LOCKED)")
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sa.Connection, *, write: bool,
+                    batch: bool = False) -> Iterator[None]:
+        with conn.begin():
+            if batch:
+                # A batch looks up 16 or more keys by index (`key IN (...)`). Until
+                # autovacuum first analyses a table, PostgreSQL has no statistics and
+                # prices those lookups above a sequential scan of the whole table; a
+                # freshly installed store then scans its tables on every batch (measured:
+                # 2 ms instead of 0.3 ms per statement at 3,000 rows, growing with the
+                # table). Every statement of a batch has an index to use. Pipelined, it
+                # travels with the transaction's BEGIN: no round trip of its own.
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.pipeline():
+                    raw.execute("SET LOCAL enable_seqscan = off")
+            yield
 
     @contextlib.contextmanager
     def install_lock(self, conn: sa.Connection) -> Iterator[None]:

@@ -3,7 +3,8 @@ SQLite's ``data_version``.
 
 PostgreSQL: writers that make a dispatch claimable at once from outside a worker (``enqueue``, and
 commits that settle no lease: starts, child starts, approvals, resumes) send
-``pg_notify(channel, queue)`` in their transaction; PostgreSQL delivers it at commit.
+``pg_notify(channel, queue)`` in their transaction (the store's ``_announcements``);
+PostgreSQL delivers it at commit.
 One listener thread per store holds a dedicated autocommit connection on ``LISTEN
 channel`` and bumps a per-queue counter on each notification. ``wait`` blocks until a
 counter of the waiter's queues moves past what the waiter last saw, or the timeout.
@@ -24,7 +25,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,14 +83,6 @@ class PgWakeUps(_Hints):
         # _epoch is bumped on every (re)connect: hints may have been missed.
         #: Set while the listener holds ``LISTEN`` on the channel.
         self.listening = threading.Event()
-
-    # ------------------------------------------------------------------ writing side
-
-    def announce(self, conn: sa.Connection, statement: sa.TextClause,
-                 queues: Iterable[str]) -> None:
-        """Send the hint for ``queues`` in ``conn``'s transaction (delivered at commit)."""
-        for queue in sorted(set(queues)):
-            conn.execute(statement, {"channel": self.channel, "queue": queue})
 
     # ------------------------------------------------------------------ waiting side
 
@@ -178,10 +171,6 @@ class SqliteWakeUps(_Hints):
         self._waiters = 0
         #: Set while the watcher has its connection open.
         self.watching = threading.Event()
-
-    def announce(self, conn: sa.Connection, statement: sa.TextClause,
-                 queues: Iterable[str]) -> None:
-        """Nothing to send: every commit moves ``data_version`` by itself."""
 
     def before_claim(self, queues: Sequence[str]) -> None:
         """Remember what this thread has seen, so a commit during its claim counts."""

@@ -208,7 +208,8 @@ class _DriverStatement:
             name: bind.effective_value for bind, name in binds.items() if not bind.required}
         self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
 
-    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """The driver's parameters for ``params``."""
         values = {}
         defaults, processors = self.defaults, self.processors
         for name in self.names:
@@ -216,8 +217,22 @@ class _DriverStatement:
             processor = processors.get(name)
             values[name] = value if processor is None or value is None else processor(value)
         if self.positional:
-            return conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.names))
-        return conn.exec_driver_sql(self.sql, values)
+            return tuple(values[name] for name in self.names)
+        return values
+
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+        return conn.exec_driver_sql(self.sql, self.values(params))
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One write of a transaction, for ``SQLStore._send``: its statement, parameters and
+    table, and what a unique violation of it means (``None``: an error like any other)."""
+
+    statement: _DriverStatement
+    params: Mapping[str, Any]
+    table: str
+    on_unique: Callable[[], Exception] | None = None
 
 
 class _KeyRace(Exception):
@@ -337,8 +352,10 @@ class SQLStore:
             log.debug("transient %s error, retrying: %s", self.name, type(exc).__name__)
         return transient
 
-    def _run(self, body: Callable[[sa.Connection], T], *, write: bool) -> T:
-        """Run ``body`` in one transaction, retrying it whole on transient errors."""
+    def _run(self, body: Callable[[sa.Connection], T], *, write: bool,
+             batch: bool = False) -> T:
+        """Run ``body`` in one transaction, retrying it whole on transient errors
+        (``batch``: see ``Dialect.transaction``)."""
         with map_errors(self.name, self._config.secrets):
             if self._closed:
                 raise StoreError(f"the {self.name} store is closed")
@@ -346,7 +363,7 @@ class SQLStore:
                 with (
                     attempt,
                     self._engine.connect() as conn,
-                    self._dialect.transaction(conn, write=write),
+                    self._dialect.transaction(conn, write=write, batch=batch),
                 ):
                     return body(conn)
         raise AssertionError("unreachable: tenacity re-raises the last error")
@@ -382,12 +399,6 @@ class SQLStore:
             )
             return self._dialect.lock_claim(stmt)
 
-        run_cols = [col.name for col in r.columns]
-        failed_event = (
-            sa.literal('{"event":"failed","fence":') + sa.cast(d.c.fence, sa.String)
-            + sa.literal(',"at":') + p("v_at", type_=sa.Text)
-            + sa.literal(',"reason":"run_terminal"}\n')
-        )
         return {
             "head": head,
             "head_status": sa.select(head.scalar_subquery(), status.scalar_subquery()),
@@ -396,9 +407,6 @@ class SQLStore:
             "read_checkpoint": sa.select(c.c.seq, c.c.data).where(c.c.run_id == p("run_id")),
             "read_checkpoints": sa.select(c.c.run_id, c.c.seq, c.c.data)
             .where(c.c.run_id.in_(p("run_ids", expanding=True))),
-            "upsert_run": self._dialect.upsert(
-                r, {name: p(f"v_{name}") for name in run_cols}, ["run_id"]
-            ),
             "upsert_checkpoint": self._dialect.upsert(
                 c, {"run_id": p("v_run_id"), "seq": p("v_seq"), "data": p("v_data")},
                 ["run_id"], guard="seq",
@@ -417,11 +425,6 @@ class SQLStore:
                 history=d.c.history + p("v_event", type_=sa.Text),
             ),
             "existing_keys": sa.select(d).where(d.c.dkey.in_(p("keys", expanding=True))),
-            "fail_others": sa.update(d)
-            .where(d.c.run_id.in_(p("run_ids", expanding=True)),
-                   d.c.state.in_(("pending", "claimed")))
-            .values(state="failed", reason="run_terminal", lane=None, eligible_at=None,
-                    lease_expires_at=None, history=d.c.history + failed_event),
             # The group commit's reads: the settled leases' rows (locked, in key order),
             # the journal heads and the run statuses.
             "lock_settled": self._dialect.lock_update(
@@ -437,7 +440,6 @@ class SQLStore:
             "heads": sa.select(f.c.run_id, sa.func.max(f.c.seq))
             .where(f.c.run_id.in_(p("run_ids", expanding=True))).group_by(f.c.run_id),
             "level": {False: level(False), True: level(True)},
-            "notify": sa.text("SELECT pg_notify(:channel, :queue)"),
             "candidates": {False: candidates(False), True: candidates(True)},
         }
 
@@ -453,6 +455,9 @@ class SQLStore:
         and checkpoints) a row.
         ``settle``: settle the live lease ``b_key`` (``b_token_hash``, history event
         ``v_event``) as ``v_state`` (shared: ``v_state``, ``v_reason``, ``b_now``).
+        ``fail_others``: fail the pending and claimed dispatches of the run ``run_id``,
+        which ended at ``v_at`` (shared).
+        ``notify``: wake the idle workers of ``queue`` (``channel``; PostgreSQL, ``n=1``).
         """
         sized = self._sized.get((kind, n))
         if sized is None:
@@ -481,6 +486,19 @@ class SQLStore:
                     (d.c.dkey == keys[i], p(f"v_event_{i}", type_=sa.Text))
                     for i in range(n))),
             )
+        if kind == "fail_others":  # of the runs ``run_id`` that ended (at ``v_at``)
+            failed_event = (
+                sa.literal('{"event":"failed","fence":') + sa.cast(d.c.fence, sa.String)
+                + sa.literal(',"at":') + p("v_at", type_=sa.Text)
+                + sa.literal(',"reason":"run_terminal"}\n')
+            )
+            return sa.update(d).where(
+                d.c.run_id.in_([p(f"run_id_{i}", type_=d.c.run_id.type) for i in range(n)]),
+                sa.or_(d.c.state == "pending", d.c.state == "claimed"),
+            ).values(state="failed", reason="run_terminal", lane=None, eligible_at=None,
+                     lease_expires_at=None, history=d.c.history + failed_event)
+        if kind == "notify":
+            return sa.text("SELECT pg_notify(:channel, :queue)")
         if kind == "facts_after":
             return (
                 sa.select(f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body)
@@ -502,7 +520,8 @@ class SQLStore:
 
     def _table_of(self, kind: str) -> sa.Table:
         """The table a multi-row write of ``kind`` goes to."""
-        table: sa.Table = getattr(self.tables, "dispatches" if kind == "settle" else kind)
+        table: sa.Table = getattr(
+            self.tables, "dispatches" if kind in ("settle", "fail_others") else kind)
         return table
 
     def _insert_rows(self, kind: str, n: int) -> sa.ClauseElement:
@@ -517,9 +536,10 @@ class SQLStore:
             return self._dialect.upsert(table, rows, ["run_id"], guard="seq")
         return sa.insert(table).values(rows)
 
-    def _write_rows(self, conn: sa.Connection, kind: str,
-                    rows: Sequence[Mapping[str, Any]], **shared: Any) -> None:
-        """Write ``rows`` with one statement, not one per row; ``shared`` holds the
+    def _writes(self, kind: str, rows: Sequence[Mapping[str, Any]], *,
+                on_unique: Callable[[], Exception] | None = None,
+                **shared: Any) -> list[_Write]:
+        """The writes of ``rows``: one statement, not one per row; ``shared`` holds the
         parameters every row has in common.
 
         PostgreSQL, past a few rows: one statement over ``unnest`` of one array per
@@ -527,27 +547,62 @@ class SQLStore:
         statement per 64 rows (``_for(kind, n)``).
         """
         if not rows:
-            return
-        if self.name == "postgresql" and len(rows) > _UNNEST_FROM:
+            return []
+        table = self._table_of(kind).name
+        if self.name == "postgresql" and len(rows) > _UNNEST_FROM and kind in _UNNEST_ARRAYS:
             params = dict(shared)
             for key in rows[0]:
                 params[key] = [row[key] for row in rows]
-            self._for(kind, 0).execute(conn, params)
-            return
-        for _ in self._sized_chunks(conn, kind, rows, shared):
-            pass
+            return [_Write(self._for(kind, 0), params, table, on_unique)]
+        return [_Write(statement, params, table, on_unique)
+                for statement, params in self._chunks(kind, rows, shared)]
 
-    def _sized_chunks(self, conn: sa.Connection, kind: str,
-                      rows: Sequence[Mapping[str, Any]],
-                      shared: Mapping[str, Any]) -> Iterator[Any]:
-        """Execute the ``kind`` statement over ``rows``, 64 rows a statement (row ``i``'s
-        parameters suffixed ``_{i}``); each statement's result, in turn."""
+    def _send(self, conn: sa.Connection, writes: Sequence[_Write]) -> None:
+        """Execute ``writes`` in order. PostgreSQL sends them in one round trip (a psycopg
+        pipeline: the statements queued, their results read once, at the end); the other
+        databases one by one. A unique violation of a write with ``on_unique`` raises
+        what that returns (the transaction is aborted either way)."""
+        if self.name == "postgresql" and len(writes) > 1:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            try:
+                with raw.pipeline(), raw.cursor() as cursor:
+                    for write in writes:
+                        cursor.execute(write.statement.sql, write.statement.values(write.params))
+            except Exception as exc:
+                if self._dialect.is_unique_violation(exc):
+                    table = getattr(getattr(exc, "diag", None), "table_name", None)
+                    for write in writes:
+                        if write.on_unique is not None and write.table == table:
+                            raise write.on_unique() from exc
+                raise
+            return
+        for write in writes:
+            try:
+                write.statement.execute(conn, write.params)
+            except sa.exc.IntegrityError as exc:
+                if write.on_unique is not None and self._dialect.is_unique_violation(exc):
+                    raise write.on_unique() from exc
+                raise
+
+    def _chunks(self, kind: str, rows: Sequence[Mapping[str, Any]],
+                shared: Mapping[str, Any]) -> Iterator[tuple[_DriverStatement, dict[str, Any]]]:
+        """The ``kind`` statement over ``rows``, 64 rows a statement (row ``i``'s
+        parameters suffixed ``_{i}``), with its parameters."""
         for start in range(0, len(rows), _SIZED_MAX):
             chunk = rows[start:start + _SIZED_MAX]
             params = dict(shared)
             for i, row in enumerate(chunk):
                 params.update({f"{key}_{i}": value for key, value in row.items()})
-            yield self._for(kind, len(chunk)).execute(conn, params)
+            yield self._for(kind, len(chunk)), params
+
+    def _sized_chunks(self, conn: sa.Connection, kind: str,
+                      rows: Sequence[Mapping[str, Any]],
+                      shared: Mapping[str, Any]) -> Iterator[Any]:
+        """Execute the ``kind`` statement over ``rows`` (``_chunks``); each statement's
+        result, in turn."""
+        for statement, params in self._chunks(kind, rows, shared):
+            yield statement.execute(conn, params)
 
     def _unnest(self, kind: str) -> sa.TextClause:
         """PostgreSQL's multi-row write of ``kind``: one array parameter per column (the
@@ -624,16 +679,12 @@ class SQLStore:
                          "at": float(fact.at), "body": body})
         return rows
 
-    def _insert_facts(self, conn: sa.Connection, run_id: str, expected: int,
-                      rows: list[dict[str, Any]]) -> None:
-        try:
-            self._write_rows(conn, "facts", rows)
-        except sa.exc.IntegrityError as exc:
-            if self._dialect.is_unique_violation(exc):
-                # A concurrent writer took the same sequence; the head is re-read afterwards
-                # (the transaction may be aborted).
-                raise AppendConflict(run_id, expected, None) from exc
-            raise
+    def _fact_writes(self, run_id: str, expected: int,
+                     rows: list[dict[str, Any]]) -> list[_Write]:
+        # A unique violation: a concurrent writer took the same sequence. The head is
+        # re-read afterwards (the transaction is aborted).
+        return self._writes("facts", rows,
+                            on_unique=lambda: AppendConflict(run_id, expected, None))
 
     def _is_replay(self, conn: sa.Connection, run_id: str, head: int, expected: int,
                    facts: Sequence[Fact]) -> bool:
@@ -659,8 +710,7 @@ class SQLStore:
                 return expected_seq + len(facts)
             if head != expected_seq:
                 raise AppendConflict(run_id, expected_seq, head)
-            if rows:
-                self._insert_facts(conn, run_id, expected_seq, rows)
+            self._send(conn, self._fact_writes(run_id, expected_seq, rows))
             return expected_seq + len(facts)
 
         try:
@@ -698,7 +748,7 @@ class SQLStore:
                     facts[row.run_id].append(self._fact(row.run_id, row))
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
-        return self._run(body, write=False)
+        return self._run(body, write=False, batch=len(after) > 1)
 
     def head(self, run_id: str) -> int:
         return self._run(lambda conn: self._head(conn, run_id), write=False)
@@ -884,15 +934,19 @@ class SQLStore:
             fresh.append(x)
         return fresh
 
-    def _announce(self, conn: sa.Connection, queues: Iterable[str]) -> None:
-        """Wake idle workers of ``queues`` when this transaction commits."""
-        if self._wake is not None:
-            self._wake.announce(conn, self._sql["notify"], queues)
+    def _announcements(self, queues: Iterable[str]) -> list[_Write]:
+        """The writes that wake idle workers of ``queues`` when the transaction commits
+        (PostgreSQL's ``NOTIFY``; SQLite's watcher sees every commit by itself)."""
+        if not isinstance(self._wake, PgWakeUps):
+            return []
+        notify = self._for("notify", 1)
+        return [_Write(notify, {"channel": self._wake.channel, "queue": queue}, "")
+                for queue in sorted(set(queues))]
 
-    def _insert_dispatches(self, conn: sa.Connection, fresh: Sequence[Dispatch],
-                           now: float, *, announce: bool = False) -> None:
+    def _dispatch_writes(self, fresh: Sequence[Dispatch], now: float, *,
+                         announce: bool = False) -> list[_Write]:
         if not fresh:
-            return
+            return []
         rows = []
         for x in fresh:
             visible_at = now + max(float(x.delay), 0.0)
@@ -905,14 +959,10 @@ class SQLStore:
                 "token_hash": None, "lease_expires_at": None, "reason": None,
                 "dead_order": None, "history": "",
             })
-        try:
-            self._write_rows(conn, "dispatches", rows)
-        except sa.exc.IntegrityError as exc:
-            if self._dialect.is_unique_violation(exc):
-                raise _KeyRace() from exc
-            raise
+        writes = self._writes("dispatches", rows, on_unique=_KeyRace)
         if announce:
-            self._announce(conn, (x.queue for x in fresh if x.delay <= 0))
+            writes += self._announcements(x.queue for x in fresh if x.delay <= 0)
+        return writes
 
     def _retry_key_races(self, operation: Callable[[], T]) -> T:
         for _ in range(5):
@@ -976,7 +1026,7 @@ class SQLStore:
 
         def body(conn: sa.Connection) -> None:
             fresh = self._check_enqueue(conn, dispatches, None)
-            self._insert_dispatches(conn, fresh, self.clock.now(), announce=True)
+            self._send(conn, self._dispatch_writes(fresh, self.clock.now(), announce=True))
 
         self._retry_key_races(lambda: self._run(body, write=True))
 
@@ -1229,7 +1279,7 @@ class SQLStore:
             if done.rowcount != 1:
                 raise DispatchNotFound(dispatch_key, "not dead-lettered")
             if delay <= 0:
-                self._announce(conn, [row.queue])
+                self._send(conn, self._announcements([row.queue]))
 
         self._run(body, write=True)
 
@@ -1355,16 +1405,9 @@ class SQLStore:
                 raise RunTerminalError(run_id, "schedule", status, "the run has ended")
             # 5. every enqueued key is new or the same intent.
             fresh = self._check_enqueue(conn, commit.enqueue, {})
-            if params.fact_rows:
-                self._insert_facts(conn, run_id, expected, params.fact_rows)
             # A worker's own commit is followed by its own next claim: only commits from
             # outside a worker (starts, approvals, resumes) wake idle workers.
-            self._insert_dispatches(conn, fresh, now, announce=lease is None)
-            conn.execute(self._sql["upsert_run"], params.run)
-            if params.checkpoint is not None:
-                conn.execute(self._sql["upsert_checkpoint"], params.checkpoint)
-            if commit.terminal:
-                self._fail_others(conn, [run_id], now)
+            self._send(conn, self._commit_writes([params], fresh, now, announce=lease is None))
             return CommitResult(expected + count)
 
         try:
@@ -1377,15 +1420,27 @@ class SQLStore:
         dispatches' unique keys stand in for checks 1, 3 and 5 (a new run cannot be
         terminal, check 4)."""
         commit = params.commit
-        now = self.clock.now()
-        self._insert_facts(conn, commit.run_id, 0, params.fact_rows)
-        self._insert_dispatches(conn, commit.enqueue, now, announce=True)
-        conn.execute(self._sql["upsert_run"], params.run)
-        if params.checkpoint is not None:
-            conn.execute(self._sql["upsert_checkpoint"], params.checkpoint)
-        if commit.terminal:
-            self._fail_others(conn, [commit.run_id], now)
+        self._send(conn, self._commit_writes([params], commit.enqueue, self.clock.now(),
+                                             announce=True))
         return CommitResult(len(commit.facts))
+
+    def _commit_writes(self, commits: Sequence[_Params], fresh: Sequence[Dispatch],
+                       now: float, *, announce: bool = False) -> list[_Write]:
+        """The writes of checked ``commits`` (their new dispatches: ``fresh``): facts,
+        dispatches, run index rows, checkpoints, and the failing of the dispatches left
+        to the runs that ended."""
+        first = commits[0].commit
+        ended = [p.commit.run_id for p in commits if p.commit.terminal]
+        return [
+            *self._fact_writes(first.run_id, first.expected_seq,
+                               [row for p in commits for row in p.fact_rows]),
+            *self._dispatch_writes(fresh, now, announce=announce),
+            *self._writes("runs", [p.run for p in commits]),
+            *self._writes("checkpoints", [p.checkpoint for p in commits
+                                          if p.checkpoint is not None]),
+            *self._writes("fail_others", [{"run_id": r} for r in ended],
+                          v_at=_json.dumps(now)),
+        ]
 
     def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult | SquidieError]:
         """The group commit: the worker's outcomes in one transaction, a few statements.
@@ -1417,7 +1472,8 @@ class SQLStore:
             runs.add(commit.run_id)
         if group:
             try:
-                written = self._run(lambda conn: self._commit_group(conn, group), write=True)
+                written = self._run(lambda conn: self._commit_group(conn, group), write=True,
+                                    batch=len(group) > 1)
             except (AppendConflict, _KeyRace):
                 written = {}
             for index, _ in group:
@@ -1477,26 +1533,13 @@ class SQLStore:
             assert lease is not None
             settles.append({"b_key": lease.key, "b_token_hash": hash_token(lease.token),
                             "v_event": _event(event="completed", fence=lease.fence, at=now)})
-        self._write_rows(conn, "settle", settles, v_state="completed", v_reason=None,
-                         b_now=now)
-        fact_rows = [row for _, p in passing for row in p.fact_rows]
-        if fact_rows:
-            self._insert_facts(conn, passing[0][1].commit.run_id, 0, fact_rows)
-        self._insert_dispatches(conn, [x for _, p in passing for x in p.commit.enqueue], now)
-        self._write_rows(conn, "runs", [p.run for _, p in passing])
-        checkpoints = [p.checkpoint for _, p in passing if p.checkpoint is not None]
-        if checkpoints:
-            self._write_rows(conn, "checkpoints", checkpoints)
-        ended = [p.commit.run_id for _, p in passing if p.commit.terminal]
-        if ended:
-            self._fail_others(conn, ended, now)
+        commits = [p for _, p in passing]
+        self._send(conn, [
+            *self._writes("settle", settles, v_state="completed", v_reason=None, b_now=now),
+            *self._commit_writes(commits, [x for p in commits for x in p.commit.enqueue], now),
+        ])
         return {index: CommitResult(p.commit.expected_seq + len(p.commit.facts))
                 for index, p in passing}
-
-    def _fail_others(self, conn: sa.Connection, run_ids: Sequence[str], now: float) -> None:
-        """Fail every pending or claimed dispatch of runs that just ended."""
-        conn.execute(self._sql["fail_others"], {"run_ids": list(run_ids),
-                                                "v_at": _json.dumps(now)})
 
     # ------------------------------------------------------------------ misc
 
