@@ -7,9 +7,12 @@ short, capped, jittered poll — cut short by the store's wake-up hint where it 
 and a slot that hits a backend error backs off exponentially instead of crashing.
 
 Idle slots take turns: one of them (the listener) waits on the store's wake-up hint, the
-others on the worker itself. A slot that claims work wakes one idle slot, which claims in
-turn, so a burst of work is taken up slot after slot while a single new run wakes a
-single slot — not every idle slot racing for it.
+others on the worker itself. A slot whose claim came back full wakes one idle slot, which
+claims in turn, so a burst of work is taken up slot after slot while a single new run
+wakes a single slot — not every idle slot racing for it. A claim that came back short
+emptied the queue: its slot stands in for the listener while it runs the batch and
+claims again when done, and an idle slot takes over only if the batch is still running
+50 ms later.
 
 Shutdown (SIGTERM or SIGINT, or ``stop()``): slots stop claiming, running steps get
 ``grace_period`` seconds to finish and commit, then the worker returns. A second signal
@@ -46,6 +49,10 @@ log = logging.getLogger("squidie.worker")
 
 #: Longest single wake-up wait, so stop() is noticed promptly during a long idle wait.
 _WAKE_SLICE = 0.5
+
+#: How long a slot whose claim emptied the queue stands in for the listener while it runs
+#: its batch, before an idle slot takes over (claims, then listens).
+_STAND_IN = 0.05
 
 
 @dataclass
@@ -172,6 +179,10 @@ class Worker:
         #: Idle slots: the one waiting on the store's hint, and the rest, waiting here.
         self._idle_turns = threading.Condition()
         self._listener: str | None = None
+        self._waiting = 0  # idle slots waiting here
+        self._turns = 0  # turns passed on and not yet taken
+        #: While a slot that emptied the queue runs its batch: when an idle slot takes over.
+        self._stand_in: float | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -306,16 +317,22 @@ class Worker:
         left unstarted by a stop (or by a backend error) are put back to be claimed again
         at once.
         """
-        leases = self.engine.store.claim(owner, lease_for=self.lease_for,
-                                         limit=self._batch_size(owner), queues=self.queues)
+        limit = self._batch_size(owner)
+        leases = self.engine.store.claim(owner, lease_for=self.lease_for, limit=limit,
+                                         queues=self.queues)
         if not leases:
             return None
-        self._pass_turn()  # there may be more: an idle slot claims too
+        standing_in = self._pass_turn(full=len(leases) >= limit)
         began = time.monotonic()
-        results = self.engine.run_leases(
-            leases, lease_for=self.lease_for, heartbeat_interval=self.heartbeat_interval,
-            hold=self.commit_hold, stop=self._stop.is_set,
-        )
+        try:
+            results = self.engine.run_leases(
+                leases, lease_for=self.lease_for, heartbeat_interval=self.heartbeat_interval,
+                hold=self.commit_hold, stop=self._stop.is_set,
+            )
+        finally:
+            if standing_in:
+                with self._idle_turns:
+                    self._stand_in = None  # this slot claims again next
         if results:
             took = (time.monotonic() - began) / len(results)
             last = self._step_seconds.get(owner)
@@ -328,22 +345,39 @@ class Worker:
         """Wait up to ``delay`` (jittered) before the next claim.
 
         With a wake-up hint, one idle slot at a time listens to the store and the others
-        wait for a turn (``_pass_turn``) or their own poll delay, whichever comes first.
+        wait here for a turn (``_pass_turn``), a stand-in's time to run out, or their own
+        poll delay, whichever comes first.
         """
         delay *= self._rng.uniform(0.5, 1.0)
         store = self.engine.store
         if not store.capabilities.wake_up:
             self._stop.wait(delay)
             return
-        with self._idle_turns:
-            if self._stop.is_set():
-                return
-            if self._listener is not None:
-                self._idle_turns.wait(delay)
-                return
-            self._listener = owner
-        # In slices, so that stop() is honoured within one slice however long the wait.
         deadline = time.monotonic() + delay
+        with self._idle_turns:
+            while True:
+                if self._stop.is_set():
+                    return
+                now = time.monotonic()
+                if self._turns:
+                    self._turns -= 1
+                    return
+                if self._stand_in is not None and now >= self._stand_in:
+                    self._stand_in = None  # the batch runs long: take over
+                    return
+                if self._listener is None and self._stand_in is None:
+                    self._listener = owner
+                    break
+                if now >= deadline:
+                    return
+                until = deadline if self._stand_in is None else min(deadline, self._stand_in)
+                self._waiting += 1
+                try:
+                    self._idle_turns.wait(until - now)
+                finally:
+                    self._waiting -= 1
+        # The listener. In slices, so that stop() is honoured within one slice however
+        # long the wait.
         try:
             while not self._stop.is_set():
                 remaining = deadline - time.monotonic()
@@ -357,10 +391,22 @@ class Worker:
             with self._idle_turns:
                 self._listener = None
 
-    def _pass_turn(self) -> None:
-        """A claim found work: wake one idle slot to claim as well (there may be more)."""
+    def _pass_turn(self, *, full: bool) -> bool:
+        """A claim found work. Full: wake one idle slot to claim as well (there may be
+        more). Short, the queue is empty: if no slot listens, this one, which claims again
+        after its batch, stands in for the listener meanwhile (returns ``True``), and an
+        idle slot takes over if the batch is still running ``_STAND_IN`` seconds on."""
         with self._idle_turns:
-            self._idle_turns.notify()
+            if full:
+                if self._waiting > self._turns:
+                    self._turns += 1
+                    self._idle_turns.notify()
+                return False
+            if self._listener is not None or self._stand_in is not None:
+                return False
+            self._stand_in = time.monotonic() + _STAND_IN
+            self._idle_turns.notify()  # one idle slot keeps the time
+            return True
 
     def _record(self, owner: str, result: ExecuteResult) -> None:
         with self._lock:

@@ -306,6 +306,67 @@ def test_one_idle_slot_listens_and_a_new_run_wakes_one(claim_batch: int) -> None
     assert sorted(after) == [0, 0, 1]
 
 
+def _claiming_16(worker: Worker) -> Worker:
+    """Every slot claims up to 16 from its first claim (as once it has timed a step)."""
+    worker._step_seconds.update(dict.fromkeys(worker.owner_ids, 0.001))
+    return worker
+
+
+def test_a_claim_that_empties_the_queue_wakes_no_other_slot() -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    watched = _Watched(engine)
+    worker = _claiming_16(Worker(engine, concurrency=4, poll_interval=30,
+                                 max_poll_interval=60, claim_batch=16, name="ws"))
+    thread = run_in_thread(worker)
+    until(lambda: len(watched.claims) == 4 and watched.waiting == 1, 10,
+          "every slot to claim nothing and one of them to listen")
+    before = len(watched.claims)
+    run_id = engine.start(Single).run_id
+    until(lambda: completed(engine, [run_id]) and watched.waiting == 1, 10,
+          "the run to complete and one slot to listen again")
+    after = watched.claims[before:]
+    worker.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    # One run for a claim of 16: the queue is empty. The listener's claim and its own
+    # next one; no idle slot was woken to claim in between.
+    assert sorted(after) == [0, 1]
+
+
+def test_an_idle_slot_takes_over_from_a_batch_that_runs_long() -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    watched = _Watched(engine)
+    worker = _claiming_16(Worker(engine, concurrency=4, poll_interval=30,
+                                 max_poll_interval=60, claim_batch=16, name="wo"))
+    thread = run_in_thread(worker)
+    until(lambda: watched.waiting == 1, 10, "one slot to listen")
+    entered, release = threading.Event(), threading.Event()
+    run_leases = engine.run_leases
+    calls: list[int] = []
+
+    def first_runs_long(leases: Any, **kwargs: Any) -> Any:
+        calls.append(len(leases))
+        if len(calls) == 1:
+            entered.set()
+            release.wait(20)
+        return run_leases(leases, **kwargs)
+
+    engine.run_leases = first_runs_long  # type: ignore[method-assign]
+    first = engine.start(Single).run_id
+    assert entered.wait(10)
+    # The listener took the first run, emptying the queue, and is held in its step: no
+    # slot listens to the store, and the idle slots' own polls are a minute away. Only
+    # an idle slot taking over (50 ms on) can start the second run.
+    second = engine.start(Single).run_id
+    until(lambda: completed(engine, [second]), 10, "the second run to complete")
+    assert not completed(engine, [first])
+    release.set()
+    until(lambda: completed(engine, [first]), 10, "the first run to complete")
+    worker.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 def test_a_burst_is_taken_up_by_every_slot() -> None:
     engine = Squidie.from_url("memory://", workflows=[Single])
     watched = _Watched(engine)
