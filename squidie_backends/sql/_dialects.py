@@ -15,6 +15,7 @@ Everything else in the store is one code path over SQLAlchemy Core. A dialect an
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +44,12 @@ class Dialect:
     driver: ClassVar[str] = ""
     #: Whether a claim locks its rows with ``FOR UPDATE SKIP LOCKED``.
     skip_locked: ClassVar[bool] = True
+
+    @property
+    def pipelines(self) -> bool:
+        """Whether the driver sends several statements in one round trip (a psycopg
+        pipeline: PostgreSQL, with libpq 14 or newer)."""
+        return False
 
     # ------------------------------------------------------------------ engine
 
@@ -270,6 +277,12 @@ class PostgresDialect(Dialect):
         if tuple(version) < (9, 5):
             raise StoreError("the SQL store needs PostgreSQL 9.5 or newer (SKIP LOCKED)")
 
+    @functools.cached_property
+    def pipelines(self) -> bool:
+        import psycopg
+
+        return bool(psycopg.Pipeline.is_supported())
+
     @contextlib.contextmanager
     def transaction(self, conn: sa.Connection, *, write: bool,
                     batch: bool = False) -> Iterator[None]:
@@ -284,7 +297,7 @@ class PostgresDialect(Dialect):
                 # travels with the transaction's BEGIN: no round trip of its own.
                 raw = conn.connection.driver_connection
                 assert raw is not None
-                with raw.pipeline():
+                with raw.pipeline() if self.pipelines else contextlib.nullcontext():
                     raw.execute("SET LOCAL enable_seqscan = off")
             yield
 

@@ -1,20 +1,26 @@
-"""PostgreSQL: a batch's lookups use their indexes, even on tables never analysed.
+"""PostgreSQL specifics of the SQL store: plans and pipelines.
 
 Until autovacuum (or ``ANALYZE``) first visits a table, PostgreSQL prices a lookup of
 16 keys above a scan of the whole table. The store's batch transactions turn sequential
 scans off for their own statements (``Dialect.transaction(batch=True)``); these tests
 read the plans PostgreSQL picks for the group commit's lock of the settled leases.
+
+A commit's writes go in one psycopg pipeline where libpq supports it (14 and newer);
+with an older libpq they go one by one, with the same results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
-from sql_helpers import dispatch
+from sql_helpers import dispatch, entry, facts, start
 
 from squidie_backends.sql import SQLStore, uninstall
+from squidie_core.errors import AppendConflict
+from squidie_core.storage import Commit, CommitResult
 
 pytestmark = pytest.mark.postgres
 
@@ -61,3 +67,31 @@ def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
 
     assert pg_store._run(setting, write=False, batch=True) == "off"
     assert pg_store._run(setting, write=False) == "on"
+
+
+def test_without_pipelines_the_writes_go_one_by_one(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_store._dialect, "pipelines", False)
+
+    def no_pipeline(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a pipeline without libpq support")
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", no_pipeline)
+    start(pg_store, "r1", dispatch("r1"), dispatch("r1", step="later", delay=60))
+    start(pg_store, "r2", dispatch("r2"))
+    leases = pg_store.claim("w", lease_for=30, limit=2)
+    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
+                      entry(lease.dispatch.run_id, "completed", last_seq=2), settle=lease)
+               for lease in leases]
+    assert pg_store.commit_many(commits) == [CommitResult(2), CommitResult(2)]
+    assert [len(pg_store.read(r)) for r in ("r1", "r2")] == [2, 2]
+    # Every write happened: the runs ended, so r1's other dispatch failed.
+    assert sorted(x.state for x in pg_store.dispatches("r1")) == ["completed", "failed"]
+    assert pg_store.get_run("r2").status == "completed"  # type: ignore[union-attr]
+    # A journal sequence taken: the unique violation is still an AppendConflict.
+    start(pg_store, "r3", dispatch("r3"))
+    (lease,) = pg_store.claim("w", lease_for=30)
+    pg_store.append("r3", facts(2, 1, by="operator"), expected_seq=1)
+    with pytest.raises(AppendConflict):
+        pg_store.commit(Commit("r3", 1, facts(2, 1), entry("r3", last_seq=2), settle=lease))
