@@ -560,8 +560,8 @@ class SQLStore:
     def _send(self, conn: sa.Connection, writes: Sequence[_Write]) -> None:
         """Execute ``writes`` in order. PostgreSQL sends them in one round trip (a psycopg
         pipeline: the statements queued, their results read once, at the end; libpq 14 or
-        newer); the other databases one by one. A unique violation of a write with ``on_unique`` raises
-        what that returns (the transaction is aborted either way)."""
+        newer); the other databases one by one. A unique violation of a write with
+        ``on_unique`` raises what that returns (the transaction is aborted either way)."""
         if self._dialect.pipelines and len(writes) > 1:
             raw = conn.connection.driver_connection
             assert raw is not None

@@ -282,13 +282,31 @@ class _Watched:
         store.wait_for_work = counting_wait  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("claim_batch", [1, 16])
-def test_one_idle_slot_listens_and_a_new_run_wakes_one(claim_batch: int) -> None:
+def _claiming_16(worker: Worker) -> Worker:
+    """Every slot claims up to 16 from its first claim (as once it has timed a step)."""
+    worker._step_seconds.update(dict.fromkeys(worker.owner_ids, 0.001))
+    return worker
+
+
+@pytest.mark.parametrize(("claim_batch", "timed", "claims"), [
+    # A claim of one that came back full: the listener's claim, the one turn it passed
+    # on, and its own next claim.
+    (1, False, [0, 0, 1]),
+    (16, False, [0, 0, 1]),  # a slot that has not timed a step yet claims one
+    # A claim of 16 that came back short emptied the queue: the listener's claim and its
+    # own next one; no idle slot is woken to claim in between.
+    (16, True, [0, 1]),
+])
+def test_one_idle_slot_listens_and_a_new_run_wakes_one(
+    claim_batch: int, timed: bool, claims: list[int]
+) -> None:
     engine = Squidie.from_url("memory://", workflows=[Single])
     watched = _Watched(engine)
     # Long polls: within the test, idle slots move only when woken.
     worker = Worker(engine, concurrency=4, poll_interval=30, max_poll_interval=60,
                     claim_batch=claim_batch, name="wl")
+    if timed:
+        _claiming_16(worker)
     thread = run_in_thread(worker)
     until(lambda: len(watched.claims) == 4 and watched.waiting == 1, 10,
           "every slot to claim nothing and one of them to listen")
@@ -301,36 +319,8 @@ def test_one_idle_slot_listens_and_a_new_run_wakes_one(claim_batch: int) -> None
     thread.join(5)
     assert not thread.is_alive()  # idle slots waiting for a turn noticed the stop
     assert watched.most_waiting == 1
-    # The listener's claim, the one turn it passed on, and its own next claim: not a
-    # claim from every idle slot.
-    assert sorted(after) == [0, 0, 1]
-
-
-def _claiming_16(worker: Worker) -> Worker:
-    """Every slot claims up to 16 from its first claim (as once it has timed a step)."""
-    worker._step_seconds.update(dict.fromkeys(worker.owner_ids, 0.001))
-    return worker
-
-
-def test_a_claim_that_empties_the_queue_wakes_no_other_slot() -> None:
-    engine = Squidie.from_url("memory://", workflows=[Single])
-    watched = _Watched(engine)
-    worker = _claiming_16(Worker(engine, concurrency=4, poll_interval=30,
-                                 max_poll_interval=60, claim_batch=16, name="ws"))
-    thread = run_in_thread(worker)
-    until(lambda: len(watched.claims) == 4 and watched.waiting == 1, 10,
-          "every slot to claim nothing and one of them to listen")
-    before = len(watched.claims)
-    run_id = engine.start(Single).run_id
-    until(lambda: completed(engine, [run_id]) and watched.waiting == 1, 10,
-          "the run to complete and one slot to listen again")
-    after = watched.claims[before:]
-    worker.stop()
-    thread.join(5)
-    assert not thread.is_alive()
-    # One run for a claim of 16: the queue is empty. The listener's claim and its own
-    # next one; no idle slot was woken to claim in between.
-    assert sorted(after) == [0, 1]
+    # Not a claim from every idle slot.
+    assert sorted(after) == claims
 
 
 def test_an_idle_slot_takes_over_from_a_batch_that_runs_long() -> None:
