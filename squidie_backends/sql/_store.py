@@ -389,8 +389,12 @@ class SQLStore:
             return stmt.where(d.c.priority > p("floor")) if floor else stmt
 
         def candidates(floor: bool) -> sa.Select[Any]:
+            # Each row carries the next priority level of the queue (NULL: none), so a
+            # claim that runs out of rows at this level knows without a probe.
+            after = sa.select(sa.func.min(d.c.priority)).where(
+                d.c.lane == p("queue"), d.c.priority > level(floor).scalar_subquery())
             stmt = (
-                sa.select(d)
+                sa.select(d, after.scalar_subquery().label("next_level"))
                 .where(d.c.lane == p("queue"),
                        d.c.priority == level(floor).scalar_subquery(),
                        d.c.eligible_at <= p("now"))
@@ -1046,12 +1050,8 @@ class SQLStore:
             if rows:
                 found += rows
                 floor = int(rows[0].priority)
-                if len(found) < want:
-                    # That level ran out of visible rows: select from the next one only
-                    # if there is one (one probe, not a selection and a probe).
-                    params["floor"] = floor
-                    if conn.execute(self._sql["level"][True], params).scalar() is None:
-                        break
+                if len(found) < want and rows[0].next_level is None:
+                    break  # that level ran out of visible rows, and it is the last
                 continue
             # Nothing visible at that level: step past it, or stop if it was the last.
             nxt = conn.execute(self._sql["level"][floor is not None], params).scalar()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from sql_helpers import T0, dispatch, start
 
 from squidie_backends.sql import SQLStore
@@ -71,6 +72,25 @@ def test_priorities_order_within_and_across_queues(sql_store: SQLStore) -> None:
     assert [x.dispatch.run_id for x in got] == ["p0", "p1", "p1b"]
     got = sql_store.claim("w", lease_for=30, limit=5, queues=["default", "q"])
     assert [x.dispatch.run_id for x in got] == ["q1", "p5"]
+
+
+def test_a_claim_that_comes_back_short_takes_two_statements(sql_store: SQLStore) -> None:
+    """The rows a claim selects carry the queue's next priority level, so a claim that
+    runs out of rows at the last level needs no probe for another: select, update."""
+    sql_store.enqueue([dispatch("a"), dispatch("b")])
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+            statements.append(statement.split(maxsplit=1)[0].upper())
+
+    sa.event.listen(sql_store._engine, "before_cursor_execute", record)
+    try:
+        got = sql_store.claim("w", lease_for=30, limit=16)
+    finally:
+        sa.event.remove(sql_store._engine, "before_cursor_execute", record)
+    assert [x.dispatch.run_id for x in got] == ["a", "b"]
+    assert statements == ["SELECT", "UPDATE"]
 
 
 def test_queues_are_isolated(sql_store: SQLStore) -> None:
