@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "heartbeat",
     "list_runs",
     "peek",
+    "read_run",
     "redrive",
     "retry",
     "write_checkpoint",
@@ -359,6 +360,19 @@ class Scripts:
         keys = [k for g in groups for k in g]
         reply = self.call("peek", keys, [offset_us, len(groups)])
         return bool(reply[0]), int(reply[1]), [str(c) for c in reply[2:]]
+
+    def read_run(self, ckpt: str, journal: str, run_id: str,
+                 after: int | None) -> tuple[str | None, list[str]]:
+        """``read_run.lua``: (the checkpoint as stored, if asked for (``after`` is
+        ``None``) and present; the journal entries after it, or after ``after``)."""
+        reply = self.call("read_run", [ckpt, journal], [run_id, -1 if after is None else after])
+        return reply[0], list(reply[1])
+
+    def queue_read_run(self, pipe: redis.client.Pipeline, ckpt: str, journal: str,
+                       run_id: str, after: int | None) -> None:
+        """Queue a ``read_run.lua`` call on a pipeline (its reply comes from ``execute``)."""
+        pipe.evalsha(self._sha["read_run"], 2, ckpt, journal, run_id,
+                     -1 if after is None else after)
 
     def list_runs(
         self, *, index: str, runs: str, upper: str, lower: str, limit: int, prefix: int

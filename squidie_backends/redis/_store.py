@@ -431,34 +431,38 @@ class RedisStore:
     def read_runs(
         self, after: Mapping[str, int | None]
     ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
-        """``BatchReader.read_runs`` in pipelined round trips: the homes not known yet,
-        the checkpoints asked for, then every journal."""
+        """``BatchReader.read_runs`` in at most two round trips: the homes not known yet
+        (a claim tells them), then each run's checkpoint and journal (``read_run.lua``,
+        pipelined for several runs)."""
         self._check_open()
         if not after:
             return {}
         with self._errors():
             homes = self._load_homes(after)
-            wanted = [r for r, seq in after.items() if seq is None and r in homes]
-            checkpoints: dict[str, Checkpoint | None] = {}
-            if wanted:
+            calls = {}
+            for run_id in after:
+                if run_id in homes:
+                    queue = self._queue(homes[run_id])
+                    calls[run_id] = (queue.ckpt, queue.journal(run_id), run_id, after[run_id])
+            if len(calls) == 1:
+                replies: list[Any] = [self._scripts.read_run(*call) for call in calls.values()]
+            else:
                 pipe = self._client.pipeline(transaction=False)
-                for run_id in wanted:
-                    pipe.hget(self._queue(homes[run_id]).ckpt, run_id)
-                for run_id, raw in zip(wanted, pipe.execute(), strict=True):
-                    checkpoints[run_id] = self._checkpoint(run_id, raw)
-            readable = [r for r in after if r in homes]
-            pipe = self._client.pipeline(transaction=False)
-            for run_id in readable:
-                seq = after[run_id]
-                checkpoint = checkpoints.get(run_id)
-                base = seq if seq is not None else (checkpoint.seq if checkpoint else 0)
-                pipe.lrange(self._queue(homes[run_id]).journal(run_id), max(base, 0), -1)
-            journals = dict(zip(readable, pipe.execute() if readable else [], strict=True))
+                for call in calls.values():
+                    self._scripts.queue_read_run(pipe, *call)
+                # An error reply (the script unknown to a restarted server) is retried
+                # alone, which loads the script again or raises the error.
+                replies = [
+                    self._scripts.read_run(*call) if isinstance(reply, Exception) else reply
+                    for call, reply in zip(calls.values(), pipe.execute(raise_on_error=False)
+                                           if calls else [], strict=True)]
         runs: dict[str, tuple[Checkpoint | None, list[Fact]]] = {}
-        for run_id in after:
+        read = dict(zip(calls, replies, strict=True))
+        for run_id, seq in after.items():
+            raw, journal = read.get(run_id, (None, []))
             where = f"journal of run {run_id!r}"
-            runs[run_id] = (checkpoints.get(run_id), [
-                Fact.from_json(item, where=where) for item in journals.get(run_id, [])])
+            checkpoint = self._checkpoint(run_id, raw) if seq is None else None
+            runs[run_id] = (checkpoint, [Fact.from_json(item, where=where) for item in journal])
         return runs
 
     def write_checkpoint(self, run_id: str, checkpoint: Checkpoint) -> None:

@@ -10,11 +10,12 @@ from _redis_data import dispatch
 
 from squidie_backends.redis import RedisStore
 from squidie_backends.redis._scripts import SCRIPT_NAMES, Code, load_sources
+from squidie_core.storage import Checkpoint, Fact
 
 pytestmark = pytest.mark.redis
 
 LUA = resources.files("squidie_backends.redis").joinpath("lua")
-READ_ONLY = {"depth", "peek", "list_runs", "dead_letters"}
+READ_ONLY = {"depth", "peek", "list_runs", "dead_letters", "read_run"}
 
 
 def _text(name: str) -> str:
@@ -72,3 +73,19 @@ def test_scripts_reload_after_the_server_forgets_them(store: RedisStore) -> None
     [lease] = store.claim("w", lease_for=10)
     store.complete(lease)
     assert store.depth()["default"].visible == 0
+
+
+def test_a_batch_read_reloads_its_script_after_the_server_forgets_it(
+    store: RedisStore,
+) -> None:
+    """Several runs are read in one pipeline of ``read_run.lua`` calls; a call the server
+    no longer knows is sent again alone, which loads the script."""
+    notes = [Fact(seq=i, type="note", at=0.0, body={"i": i}) for i in (1, 2, 3)]
+    for run_id in ("r1", "r2"):
+        store.append(run_id, notes, expected_seq=0)
+    store.write_checkpoint("r1", Checkpoint(seq=2, data="state at 2"))
+    store._client.script_flush()
+    got = store.read_runs({"r1": None, "r2": 1, "never": None})
+    assert got["r1"] == (Checkpoint(seq=2, data="state at 2"), notes[2:])
+    assert got["r2"] == (None, notes[1:])  # after a sequence: no checkpoint asked for
+    assert got["never"] == (None, [])
