@@ -525,7 +525,7 @@ class SQLStore:
     def _table_of(self, kind: str) -> sa.Table:
         """The table a multi-row write of ``kind`` goes to."""
         table: sa.Table = getattr(
-            self.tables, "dispatches" if kind in ("settle", "fail_others") else kind)
+            self.tables, "dispatches" if kind in ("settle", "fail_others", "take") else kind)
         return table
 
     def _insert_rows(self, kind: str, n: int) -> sa.ClauseElement:
@@ -599,14 +599,6 @@ class SQLStore:
             for i, row in enumerate(chunk):
                 params.update({f"{key}_{i}": value for key, value in row.items()})
             yield self._for(kind, len(chunk)), params
-
-    def _sized_chunks(self, conn: sa.Connection, kind: str,
-                      rows: Sequence[Mapping[str, Any]],
-                      shared: Mapping[str, Any]) -> Iterator[Any]:
-        """Execute the ``kind`` statement over ``rows`` (``_chunks``); each statement's
-        result, in turn."""
-        for statement, params in self._chunks(kind, rows, shared):
-            yield statement.execute(conn, params)
 
     def _unnest(self, kind: str) -> sa.TextClause:
         """PostgreSQL's multi-row write of ``kind``: one array parameter per column (the
@@ -747,8 +739,8 @@ class SQLStore:
             facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
             wanted_facts = [{"run_id": run_id, "seq": seq}
                             for run_id, seq in sorted(bounds.items())]
-            for result in self._sized_chunks(conn, "facts_after", wanted_facts, {}):
-                for row in result:
+            for statement, params in self._chunks("facts_after", wanted_facts, {}):
+                for row in statement.execute(conn, params):
                     facts[row.run_id].append(self._fact(row.run_id, row))
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
@@ -1133,9 +1125,7 @@ class SQLStore:
         """Claim several rows in one UPDATE (per-row token and history via CASE)."""
         rows = [{"id": row_id, "token_hash": hash_token(token), "event": events[row_id]}
                 for row_id, token in tokens.items()]
-        for _ in self._sized_chunks(conn, "take", rows,
-                                    {"v_owner": owner_id, "v_expires": expires}):
-            pass
+        self._send(conn, self._writes("take", rows, v_owner=owner_id, v_expires=expires))
 
     def _bury_rows(self, conn: sa.Connection, rows: list[Any], reason: str,
                    now: float) -> None:
