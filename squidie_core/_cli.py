@@ -367,7 +367,7 @@ _CONNECT_TIMEOUT = click.option(
 @click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(0))
 @click.option("--poll", default=0.05, show_default=True, type=click.FloatRange(0.001))
 @click.option("--max-poll", default=2.0, show_default=True, type=click.FloatRange(0.001))
-@click.option("--claim-batch", default=16, show_default=True, type=click.IntRange(1),
+@click.option("--claim-batch", default=64, show_default=True, type=click.IntRange(1),
               help="The most dispatches a slot claims at once, runs in turn and commits "
                    "together (adapts to step duration; 1: one at a time).")
 @click.option("--name", default=None, help="Owner id prefix (default host:pid).")

@@ -143,7 +143,7 @@ class Worker:
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
         metrics_port: int | None = None,
-        claim_batch: int = 16,
+        claim_batch: int = 64,
         commit_hold: float = 0.05,
     ) -> None:
         if concurrency < 1:

@@ -221,6 +221,23 @@ def test_worker_claims_in_batches(tmp_path: Path) -> None:
         Worker(engine, claim_batch=0)
 
 
+@pytest.mark.parametrize(("seconds", "options", "size"), [
+    (None, {}, 1),  # not timed yet: one at a time
+    (0.0001, {}, 64),  # short steps: the whole claim_batch (default 64)
+    (0.1, {"lease_for": 3}, 10),  # what a third of the lease covers
+    (2.0, {"lease_for": 3}, 1),  # longer than a third of the lease: one by one
+    (0.0001, {"claim_batch": 8}, 8),
+])
+def test_a_slot_claims_what_it_will_run_within_a_third_of_a_lease(
+    seconds: float | None, options: dict[str, Any], size: int
+) -> None:
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    worker = Worker(engine, concurrency=1, name="wz", **options)
+    if seconds is not None:
+        worker._step_seconds["wz:0"] = seconds
+    assert worker._batch_size("wz:0") == size
+
+
 def test_a_stopping_worker_puts_unstarted_leases_back() -> None:
     engine = Squidie.from_url("memory://", workflows=[f.Three])
     runs = [engine.start(f.Three).run_id for _ in range(3)]
