@@ -11,7 +11,6 @@ on the state, and the runtime refuses to advance a run that has anomalies.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -181,7 +180,7 @@ class RunState:
         """Return a deep copy (the planner folds tentative facts into a copy)."""
         clone = RunState.__new__(RunState)
         for name in _FIELDS:
-            setattr(clone, name, copy.deepcopy(getattr(self, name)))
+            setattr(clone, name, _json.copy(getattr(self, name)))
         return clone
 
     # ------------------------------------------------------------------ views
@@ -256,10 +255,10 @@ class RunState:
         self.trigger = b["trigger"]
         self.queue = b["queue"]
         self.priority = int(b.get("priority", 0))
-        self.payload = copy.deepcopy(dict(b["payload"]))
-        self.context = copy.deepcopy(dict(b["payload"]))
+        self.payload = _json.copy(dict(b["payload"]))
+        self.context = _json.copy(dict(b["payload"]))
         if b.get("schedule") is not None:
-            self.context["schedule"] = copy.deepcopy(b["schedule"])
+            self.context["schedule"] = _json.copy(b["schedule"])
         self.metadata = dict(b.get("metadata") or {})
         self.parent = b.get("parent")
         self.signal_id = b.get("signal_id")
@@ -300,9 +299,9 @@ class RunState:
 
     def _store_output(self, output: Any, into: str | None) -> None:
         if into:
-            self.context[into] = copy.deepcopy(output)
+            self.context[into] = _json.copy(output)
         elif isinstance(output, Mapping):
-            self.context.update(copy.deepcopy(dict(output)))
+            self.context.update(_json.copy(dict(output)))
 
     def _history(self, record: dict[str, Any], b: Mapping[str, Any], outcome: str,
                  fact: Fact) -> None:

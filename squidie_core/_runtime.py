@@ -1161,7 +1161,7 @@ class Squidie:
 
         ctx = StepContext(
             run_id=state.run_id, workflow=state.workflow, step=step, attempt=attempt,
-            state=copy.deepcopy(state.context), start_child=start_child,
+            state=_json.copy(state.context), start_child=start_child,
         )
         try:
             value = call_step(impl, step_input, ctx, run_async=self.async_runner)
@@ -1178,12 +1178,12 @@ class Squidie:
     @staticmethod
     def _input(mapping: Mapping[str, str] | None, context: Mapping[str, Any]) -> dict[str, Any]:
         if mapping is None:
-            return copy.deepcopy(dict(context))
+            return _json.copy(dict(context))
         selected: dict[str, Any] = {}
         for key, path in mapping.items():
             found, value = lookup_path(context, path)
             if found:
-                selected[key] = copy.deepcopy(value)
+                selected[key] = _json.copy(value)
         return selected
 
     def _plan_outcome(self, ran: _Ran) -> Plan:

@@ -227,3 +227,41 @@ def test_state_round_trips_through_json() -> None:
     state = h.engine.load(run.run_id)
     again = RunState.decode(state.encode())
     assert again.to_data() == state.to_data()
+
+
+def test_json_copy_shares_nothing_mutable() -> None:
+    from squidie_core import _json
+
+    class Tag(int):
+        pass
+
+    data: dict[str, Any] = {"a": [1, {"b": [2.5, None, True]}], "c": "x",
+                            "t": (1, [2]), "tag": Tag(3)}
+    copied = _json.copy(data)
+    assert copied == data
+    copied["a"][1]["b"].append("new")
+    copied["t"][1].append(3)  # a tuple falls back to copy.deepcopy: its list is copied
+    assert data == {"a": [1, {"b": [2.5, None, True]}], "c": "x", "t": (1, [2]),
+                    "tag": 3}
+    assert type(copied["t"]) is tuple and type(copied["tag"]) is Tag
+
+
+def test_a_step_cannot_change_the_state_it_was_given() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def meddle(data: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        data["guests"].append("intruder")  # its input
+        ctx.state["guests"].append("intruder")  # and the context view
+        seen.append(data)
+        return {"done": True}
+
+    class Meddle(Workflow):
+        go = manual(guests=field(list))
+        only = step(meddle)
+        transitions = [transition(only, on="ok", to=COMPLETE)]
+
+    h = Harness(Meddle)
+    run = h.start(Meddle, "go", {"guests": ["a"]})
+    h.drain()
+    state = h.engine.load(run.run_id)
+    assert seen and state.context["guests"] == ["a"] and state.payload == {"guests": ["a"]}

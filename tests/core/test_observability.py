@@ -207,3 +207,41 @@ def test_telemetry_can_be_turned_off(exported: InMemorySpanExporter) -> None:
     h.start(f.Three)
     h.drain()
     assert exported.get_finished_spans() == ()
+
+
+def test_no_span_is_opened_until_a_tracer_provider_is_installed() -> None:
+    # This module installs a provider at import, so the check runs in a fresh process.
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import _flows as f
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter)
+        from squidie_core.testing import Harness
+
+        h = Harness(f.Three)
+        assert h.engine.telemetry.open_span("x", None, {}) is None
+        h.start(f.Three)
+        h.drain()  # runs end to end with no span at all
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)  # installed later: taken up at once
+        run = h.start(f.Three)
+        h.drain()
+        names = {s.name for s in exporter.get_finished_spans()}
+        assert {"squidie.start", "squidie.execute_next", "squidie.step"} <= names, names
+        print("ok")
+    """)
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run([sys.executable, "-c", code, here], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
