@@ -105,6 +105,11 @@ MAPPING: dict[type[BaseException], _Factory] = {
     rx.IncorrectPolicyType: _store(""),
     rx.RedisError: _store(""),
 }
+# Classes of newer redis-py releases (8.x), mapped where they exist: the server at its
+# maxclients limit, and no node of a cluster reachable.
+for _name in ("MaxClientsReachedError", "RedisClusterUnreachableError"):
+    if hasattr(rx, _name):
+        MAPPING[getattr(rx, _name)] = _unavailable
 
 _CAUGHT = (rx.RedisError, rx.RedisClusterException, rx.ChildDeadlockedError,
            rx.IncorrectPolicyType)
