@@ -31,6 +31,16 @@ from benchmarks._targets import TARGETS
 from squidie_core import Squidie
 
 
+def drain(engine: Squidie, owner: str, batch: int, queues: list[str]) -> int:
+    """Claim ``batch`` at a time and group-commit them until nothing is left; the steps."""
+    steps = 0
+    while True:
+        leases = engine.store.claim(owner, lease_for=300, limit=batch, queues=queues)
+        if not leases:
+            return steps
+        steps += len(engine.run_leases(leases, heartbeat_interval=0))
+
+
 def main(argv: list[str]) -> int:
     profile = "--profile" in argv
     options = {k: int(v) for k, _, v in (a.partition("=") for a in argv if "=" in a)}
@@ -55,16 +65,10 @@ def main(argv: list[str]) -> int:
             start_rate = runs / (time.perf_counter() - t0)
             queues = engine.queues()
             profiler = cProfile.Profile() if profile else None
-            steps = 0
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if profiler is not None:
                 profiler.enable()
-            while True:
-                leases = engine.store.claim("drain", lease_for=300, limit=batch,
-                                            queues=queues)
-                if not leases:
-                    break
-                steps += len(engine.run_leases(leases, heartbeat_interval=0))
+            steps = drain(engine, "drain", batch, queues)
             if profiler is not None:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import tempfile
 
+from benchmarks._drain import drain
 from benchmarks._flows import Single, Three
 from benchmarks._targets import TARGETS
 from squidie_core import Squidie
@@ -34,15 +35,8 @@ def main() -> int:
                 engine.start(workflow, "go", {"n": 0} if workflow is Three else {})
             profiler = Profiler(interval=0.0005)
             profiler.start()
-            steps = 0
             batch = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-            queues = engine.queues()
-            while True:
-                leases = engine.store.claim("profile", lease_for=300, limit=batch,
-                                            queues=queues)
-                if not leases:
-                    break
-                steps += len(engine.run_leases(leases, heartbeat_interval=0))
+            steps = drain(engine, "profile", batch, engine.queues())
             profiler.stop()
             print(f"{steps} steps")
             print(profiler.output_text(unicode=False, color=False, show_all=False))
