@@ -15,6 +15,7 @@ Replies are ``[code, ...]``; negative codes are failures mapped to ``Code`` and 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -45,6 +46,9 @@ SCRIPT_NAMES = (
     "retry",
     "write_checkpoint",
 )
+
+# A script's request document (strings are sent as they are: UTF-8, no escaping).
+_REQUEST = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 _INCLUDE = re.compile(r"^--! include ([a-z_]+)\s*$", re.MULTILINE)
 
@@ -218,24 +222,24 @@ class Scripts:
         old_workflow: str,
     ) -> tuple[list[str], list[Any]]:
         """``commit.lua``'s keys and arguments: ``run_keys`` are KEYS[1..11]; ``groups``
-        (queue, 7 keys) follow."""
+        (queue, 7 keys) follow. Everything but the clock offset goes as one JSON
+        argument."""
         keys = list(run_keys)
         for _, group_keys in groups:
             keys.extend(group_keys)
-        args: list[Any] = [offset_us, run_id, expected, len(facts), *facts]
-        if settle is None:
-            args += ["", "", 0]
-        else:
-            args += list(settle)
-        args.append(len(enqueue))
-        for d in enqueue:
-            args += [d.key, d.group, d.intent, d.json, d.delay_us, d.max_deliveries]
-        args += [
-            row, status, workflow, member, "1" if terminal else "0",
-            checkpoint[0] if checkpoint else -1, checkpoint[1] if checkpoint else "",
-            old_workflow, len(groups), *(name for name, _ in groups),
-        ]
-        return keys, args
+        request: dict[str, Any] = {
+            "run": run_id, "expected": expected, "facts": facts,
+            "enqueue": [[d.key, d.group, d.intent, d.json, d.delay_us, d.max_deliveries]
+                        for d in enqueue],
+            "row": row, "status": status, "workflow": workflow, "member": member,
+            "terminal": terminal, "old_workflow": old_workflow,
+            "queues": [name for name, _ in groups],
+        }
+        if settle is not None:
+            request["settle"] = settle
+        if checkpoint is not None:
+            request["checkpoint"] = checkpoint
+        return keys, [offset_us, _REQUEST.encode(request)]
 
     def enqueue(
         self,

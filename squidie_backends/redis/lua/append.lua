@@ -22,13 +22,15 @@
 local journal = KEYS[1]
 local expected = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local facts = {}
+for i = 1, n do facts[i] = ARGV[2 + i] end
 
-if is_replay(journal, expected, 3, n) then
+if is_replay(journal, expected, facts) then
   return {REPLAYED, expected + n}
 end
 local head = redis.call('LLEN', journal)
 if head ~= expected then
   return {E_APPEND_CONFLICT, head}
 end
-push_facts(journal, 3, n)
+push_facts(journal, facts)
 return {OK, expected + n}

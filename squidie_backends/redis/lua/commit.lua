@@ -22,19 +22,16 @@
 --           run's home queue, then the queues of the settled lease and of the dispatches
 --
 -- ARGV[1]   the store clock's test offset (µs)
--- ARGV[2]   run id
--- ARGV[3]   expected_seq
--- ARGV[4]   n: number of facts
--- ARGV[5 .. 4+n]  the facts (canonical JSON)
--- then, in order (p = 5+n):
--- ARGV[p]   settled dispatch key ("" when the commit settles nothing)
--- ARGV[p+1] its token hash
--- ARGV[p+2] its queue group number
--- ARGV[p+3] m: number of dispatches to enqueue, followed by 6 values per dispatch:
---           key, queue group number, intent, dispatch JSON, delay (µs), max deliveries
--- then: row JSON, status, workflow, index member ("<created>|<run>"), terminal ("1"/"0"),
---       checkpoint seq (-1: none), checkpoint data, previously indexed workflow,
---       G: number of queue groups, followed by the G queue names
+-- ARGV[2]   the commit, one JSON object (one argument instead of some fifty: redis-py
+--           encodes arguments one by one, and that was a fifth of a worker's CPU):
+--             run, expected (the journal's expected_seq), facts (their canonical JSON
+--             strings), settle ([dispatch key, token hash, queue group number]; absent
+--             when the commit settles nothing), enqueue (one [key, queue group number,
+--             intent, dispatch JSON, delay (µs), max deliveries] per dispatch), row
+--             (the index row JSON), status, workflow, member ("<created>|<run>"),
+--             terminal (boolean), checkpoint ([seq, data]; absent: none), old_workflow
+--             (the previously indexed workflow), queues (the queue groups' names, in
+--             order)
 --
 -- Returns:
 --   {0, head}          OK: written; head is the journal's new last sequence
@@ -51,32 +48,24 @@
 
 --! include common
 
-local a = 4
-local function arg()
-  a = a + 1
-  return ARGV[a]
-end
-
-local run = ARGV[2]
-local expected = tonumber(ARGV[3])
-local nfacts = tonumber(ARGV[4])
-local facts_base = 5
-a = 4 + nfacts
-local skey, stok, sgi = arg(), arg(), tonumber(arg())
-local nenq = tonumber(arg())
+local c = decode(ARGV[2], 'commit request')
+local run, expected, facts = c.run, c.expected, c.facts
+local nfacts = #facts
+local skey, stok, sgi = '', '', 0
+if c.settle then skey, stok, sgi = c.settle[1], c.settle[2], c.settle[3] end
 local enq = {}
-for i = 1, nenq do
-  enq[i] = {k = arg(), gi = tonumber(arg()), intent = arg(), json = arg(),
-            delay = tonumber(arg()), maxd = tonumber(arg())}
+for i, e in ipairs(c.enqueue) do
+  enq[i] = {k = e[1], gi = e[2], intent = e[3], json = e[4], delay = e[5], maxd = e[6]}
 end
-local row, status, wf, member = arg(), arg(), arg(), arg()
-local terminal = arg() == '1'
-local ckseq, ckdata = tonumber(arg()), arg()
-local oldwf = arg()
-local ngroups = tonumber(arg())
+local nenq = #enq
+local row, status, wf, member = c.row, c.status, c.workflow, c.member
+local terminal = c.terminal
+local ckseq, ckdata = -1, ''
+if c.checkpoint then ckseq, ckdata = c.checkpoint[1], c.checkpoint[2] end
+local oldwf = c.old_workflow
 local groups, by_name = {}, {}
-for j = 1, ngroups do
-  local g = qgroup(12 + GROUP_KEYS * (j - 1), arg())
+for j, name in ipairs(c.queues) do
+  local g = qgroup(12 + GROUP_KEYS * (j - 1), name)
   groups[j] = g
   by_name[g.name] = g
 end
@@ -86,7 +75,7 @@ local journal, rd = KEYS[1], KEYS[5]
 local now = now_us(ARGV[1])
 
 -- 1. an identical commit already applied
-if is_replay(journal, expected, facts_base, nfacts) then
+if is_replay(journal, expected, facts) then
   return {REPLAYED, redis.call('LLEN', journal)}
 end
 
@@ -137,7 +126,7 @@ end
 if old and old.wf ~= wf and old.wf ~= oldwf then return {E_REINDEX, old.wf} end
 
 -- every check passed: write
-push_facts(journal, facts_base, nfacts)
+push_facts(journal, facts)
 add_dispatches(fresh, now)
 if srec then settle(groups[sgi], skey, srec, 'completed', nil, now) end
 

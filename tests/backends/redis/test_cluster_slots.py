@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import _redis_flows as flows
 import pytest
 from redis.crc import key_slot
 
 from squidie_backends.redis import RedisStore
+from squidie_backends.redis._keys import encode
 from squidie_core import Squidie
 from squidie_core.storage import Checkpoint, Dispatch
 
@@ -87,3 +89,13 @@ def test_a_run_and_its_queue_share_one_slot(store: RedisStore) -> None:
     weird = store._queue("a}b{c:d%")
     assert len({key_slot(k.encode()) for k in [*weird.group, weird.journal("x}")]}) == 1
     assert weird.ready != store._queue("a").ready
+
+
+@pytest.mark.parametrize("name", [
+    "3f2b8c1e-1111-2222-3333-444455556666", "plain.name_v2~x", "", "a:b", "{tag}", "50%",
+    "é", "🐙", "a b", "a/b", "x\x00y",
+])
+def test_a_name_in_a_key_is_its_percent_encoding(name: str) -> None:
+    # Plain names skip ``quote`` but must encode exactly as it would: the layout on a
+    # server written by an earlier version names the same keys.
+    assert encode(name) == quote(name, safe="-_.~")

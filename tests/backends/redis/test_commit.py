@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from _redis_data import commit, dispatch, facts
+from _redis_data import commit, dispatch, entry, facts
 from _redis_proxy import LossyProxy
 
 from squidie_backends.redis import RedisStore
@@ -20,7 +20,7 @@ from squidie_core.errors import (
     LeaseLostError,
     RunTerminalError,
 )
-from squidie_core.storage import Checkpoint, Dispatch, Lease
+from squidie_core.storage import Checkpoint, Commit, Dispatch, Fact, Lease
 
 pytestmark = pytest.mark.redis
 
@@ -50,6 +50,27 @@ def test_identical_resend_is_replayed_before_any_other_check(store: RedisStore) 
     again = store.commit(c)
     assert again.replayed and again.last_seq == 3
     assert [r.dispatch.step for r in store.dispatches("r")] == ["s", "next"]
+
+
+AWKWARD = "quote \" backslash \\ nul \x00 newline \n \u2028 é 漢字 🐙 \U0010ffff"
+
+
+def test_the_request_document_carries_any_text_byte_for_byte(store: RedisStore) -> None:
+    # commit.lua takes the commit as one JSON argument: the facts, the row, the
+    # dispatch and the checkpoint inside it must come out of the Lua decoder unchanged,
+    # or a resend would not be recognised as one.
+    lease = started(store, "r")
+    c = Commit(run_id="r", expected_seq=1,
+               facts=[Fact(seq=2, type="note", at=1.5, body={"text": AWKWARD, AWKWARD: 1})],
+               run=entry("r", workflow="wf", seq=2), settle=lease,
+               enqueue=[dispatch("r", AWKWARD)],
+               checkpoint=Checkpoint(seq=2, data=AWKWARD))
+    assert store.commit(c).replayed is False
+    assert store.read("r", after_seq=1)[0].body == {"text": AWKWARD, AWKWARD: 1}
+    checkpoint = store.read_checkpoint("r")
+    assert checkpoint == Checkpoint(seq=2, data=AWKWARD)
+    assert [r.dispatch.step for r in store.dispatches("r")] == ["s", AWKWARD]
+    assert store.commit(c).replayed is True
 
 
 def test_lease_is_checked_before_the_sequence(store: RedisStore) -> None:

@@ -332,22 +332,23 @@ end
 
 -- ---------------------------------------------------------------- journal helpers
 
--- Whether ARGV[base .. base+n-1] are exactly the facts after `expected` (a resend).
-local function is_replay(journal, expected, base, n)
+-- Whether `facts` (a list of strings) are exactly the facts after `expected` (a resend).
+local function is_replay(journal, expected, facts)
+  local n = #facts
   if n == 0 then return false end
   local got = redis.call('LRANGE', journal, expected, expected + n - 1)
   if #got ~= n then return false end
   for i = 1, n do
-    if got[i] ~= ARGV[base + i - 1] then return false end
+    if got[i] ~= facts[i] then return false end
   end
   return true
 end
 
-local function push_facts(journal, base, n)
-  local i = 0
+local function push_facts(journal, facts)
+  local n, i = #facts, 0
   while i < n do
     local j = math.min(i + 500, n)
-    redis.call('RPUSH', journal, unpack(ARGV, base + i, base + j - 1))
+    redis.call('RPUSH', journal, unpack(facts, i + 1, j))
     i = j
   end
 end
