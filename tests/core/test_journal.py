@@ -246,6 +246,29 @@ def test_json_copy_shares_nothing_mutable() -> None:
     assert type(copied["t"]) is tuple and type(copied["tag"]) is Tag
 
 
+def test_json_dumps_is_compact_strict_and_leaves_nothing_behind() -> None:
+    import json
+
+    from squidie_core import _json
+
+    values: list[Any] = ["é\n\"", 1.5, -0.0, 10**30, None, True, [], {},
+                         {"a": [1, None, {"b": "ü"}], "c": (1, 2)}]
+    for value in values:
+        assert _json.dumps(value) == json.dumps(value, separators=(",", ":"),
+                                                ensure_ascii=False)
+    circular: list[Any] = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular"):
+        _json.dumps({"x": circular})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        _json.dumps({"x": float("nan")})
+    inner: dict[str, Any] = {"ok": 1}
+    with pytest.raises(TypeError, match="set"):
+        _json.dumps({"a": inner, "b": {1, 2}})
+    # a failed encode keeps no state: the same containers encode afterwards
+    assert _json.dumps({"a": inner, "again": [inner]}) == '{"a":{"ok":1},"again":[{"ok":1}]}'
+
+
 def test_a_step_cannot_change_the_state_it_was_given() -> None:
     seen: list[dict[str, Any]] = []
 
