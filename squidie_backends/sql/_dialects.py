@@ -189,13 +189,16 @@ class SQLiteDialect(Dialect):
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            mode = conn.get_execution_options().get("squidie_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            # Straight to the driver: a BEGIN through SQLAlchemy's statement machinery
+            # cost as much Python as a start's INSERT. The mode is consumed, so a later
+            # implicit begin on this pooled connection is DEFERRED again.
+            mode = conn.info.pop("squidie_begin", "DEFERRED")
+            conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     @contextlib.contextmanager
     def transaction(self, conn: sa.Connection, *, write: bool,
                     batch: bool = False) -> Iterator[None]:
-        conn.execution_options(squidie_begin="IMMEDIATE" if write else "DEFERRED")
+        conn.info["squidie_begin"] = "IMMEDIATE" if write else "DEFERRED"
         with conn.begin():
             yield
 
