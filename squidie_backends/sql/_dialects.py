@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -146,8 +147,9 @@ class SQLiteDialect(Dialect):
 
     WAL mode, ``synchronous=FULL`` by default (``NORMAL`` on request), and every write
     transaction opened with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout
-    instead of deadlocking on a lock upgrade. Reads open a deferred transaction: in WAL
-    mode they see one snapshot and never block a writer.
+    instead of deadlocking on a lock upgrade; the writers of one store in one process
+    queue on a lock of their own first. Reads open a deferred transaction: in WAL mode
+    they see one snapshot and never block a writer.
     """
 
     name = "sqlite"
@@ -172,8 +174,16 @@ class SQLiteDialect(Dialect):
             },
         }
 
+    def __init__(self) -> None:
+        # Writers of this store in this process queue here, not on SQLite's busy
+        # handler, which polls: it sleeps 1, 2, 5, 10 ms... between tries, so a slot
+        # that found the lock taken by a commit of a millisecond slept for several.
+        self._writer = threading.Lock()
+        self._writer_wait = 10.0
+
     def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
         synchronous = str(options.get("synchronous", "full")).upper()
+        self._writer_wait = float(options.get("busy_timeout", 10.0))
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -199,8 +209,15 @@ class SQLiteDialect(Dialect):
     def transaction(self, conn: sa.Connection, *, write: bool,
                     batch: bool = False) -> Iterator[None]:
         conn.info["squidie_begin"] = "IMMEDIATE" if write else "DEFERRED"
-        with conn.begin():
-            yield
+        # A writer that waited out the busy timeout here goes on to SQLite's own wait
+        # (and its error) rather than failing on the queue: never worse than before.
+        queued = write and self._writer.acquire(timeout=self._writer_wait)
+        try:
+            with conn.begin():
+                yield
+        finally:
+            if queued:
+                self._writer.release()
 
     def lock_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select  # the write transaction already holds the database's write lock

@@ -145,3 +145,48 @@ def test_real_sqlite_busy_is_retried_then_unavailable(tmp_path: object) -> None:
     finally:
         blocker.close()
         store.close()
+
+
+def test_sqlite_writers_of_one_store_queue_in_process_not_on_the_busy_handler(
+        tmp_path: object) -> None:
+    """A second writer waits for the first without sending BEGIN: no busy polling."""
+    import threading
+
+    from sqlalchemy import event
+
+    store = SQLStore(f"sqlite:///{tmp_path}/queue.db")
+    dialect, engine = store._config.dialect, store._engine
+    sent: list[tuple[str, str]] = []  # (thread, statement) as SQLite starts running it
+
+    def trace(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.set_trace_callback(
+            lambda sql: sent.append((threading.current_thread().name, sql)))
+
+    event.listen(engine, "connect", trace)
+    engine.dispose()  # every connection from now on is traced
+    holding, release = threading.Event(), threading.Event()
+
+    def write(hold: bool) -> None:
+        with engine.connect() as conn, dialect.transaction(conn, write=True):
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+            if hold:
+                holding.set()
+                release.wait(10)
+
+    def begins() -> list[str]:
+        return [name for name, sql in sent if sql.startswith("BEGIN")]
+
+    first = threading.Thread(target=write, args=(True,), name="first")
+    second = threading.Thread(target=write, args=(False,), name="second")
+    try:
+        first.start()
+        assert holding.wait(10)
+        second.start()
+        second.join(0.3)  # on SQLite's busy handler it would have sent BEGIN by now
+        assert second.is_alive() and begins() == ["first"]
+    finally:
+        release.set()
+        first.join(10)
+        second.join(10)
+        store.close()
+    assert begins() == ["first", "second"]
