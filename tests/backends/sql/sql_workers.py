@@ -15,12 +15,19 @@ from squidie_core import open_store
 __all__ = ["claim_until_empty", "drain_workflow"]
 
 
-def claim_until_empty(url: str, owner: str, seed: int) -> list[tuple[str, int]]:
-    """Claim (random batch sizes) and complete until nothing is visible; return (key, fence)."""
+def claim_until_empty(url: str, owner: str, seed: int,
+                      start: Any = None) -> list[tuple[str, int]]:
+    """Claim (random batch sizes) and complete until nothing is visible; return (key, fence).
+
+    ``start``: a barrier (a manager's proxy) every worker passes once its store is open,
+    so that they claim together however long each took to spawn.
+    """
     rng = random.Random(seed)
     store = open_store(url)
     got: list[tuple[str, int]] = []
     try:
+        if start is not None:
+            start.wait(60)
         while True:
             leases = store.claim(owner, lease_for=600, limit=rng.randint(1, 8))
             if not leases:

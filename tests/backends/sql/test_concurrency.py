@@ -47,8 +47,10 @@ def test_processes_never_double_claim(open_store: Callable[..., SQLStore],
     store = open_store()
     store.enqueue([dispatch(f"r{i}") for i in range(400)])
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        results = pool.starmap(claim_until_empty, [(store_url, f"p{i}", i) for i in range(4)])
+    with ctx.Manager() as manager, ctx.Pool(4) as pool:
+        start = manager.Barrier(4)
+        results = pool.starmap(claim_until_empty,
+                               [(store_url, f"p{i}", i, start) for i in range(4)])
     claimed = Counter(key for result in results for key, _ in result)
     assert len(claimed) == 400 and set(claimed.values()) == {1}
     assert all(fence == 1 for result in results for _, fence in result)
