@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -142,12 +143,23 @@ def _insert(make: Callable[[sa.Table], _I], table: sa.Table,
     return make(table).values(rows if len(rows) > 1 else rows[0]), list(rows[0])
 
 
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_for(database: str) -> threading.Lock:
+    """The in-process writer lock of a SQLite database file (one per real path)."""
+    key = os.path.realpath(database)
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 class SQLiteDialect(Dialect):
     """SQLite through the standard library's ``sqlite3`` (file databases only).
 
     WAL mode, ``synchronous=FULL`` by default (``NORMAL`` on request), and every write
     transaction opened with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout
-    instead of deadlocking on a lock upgrade; the writers of one store in one process
+    instead of deadlocking on a lock upgrade; the writers of one process on one file
     queue on a lock of their own first. Reads open a deferred transaction: in WAL mode
     they see one snapshot and never block a writer.
     """
@@ -175,15 +187,17 @@ class SQLiteDialect(Dialect):
         }
 
     def __init__(self) -> None:
-        # Writers of this store in this process queue here, not on SQLite's busy
-        # handler, which polls: it sleeps 1, 2, 5, 10 ms... between tries, so a slot
-        # that found the lock taken by a commit of a millisecond slept for several.
+        # Writers in this process queue here, not on SQLite's busy handler, which polls:
+        # it sleeps 1, 2, 5, 10 ms... between tries, so a slot that found the lock taken
+        # by a commit of a millisecond slept for several. One lock per database file,
+        # shared by every store of the process on that file.
         self._writer = threading.Lock()
         self._writer_wait = 10.0
 
     def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
         synchronous = str(options.get("synchronous", "full")).upper()
         self._writer_wait = float(options.get("busy_timeout", 10.0))
+        self._writer = _writer_for(str(engine.url.database))
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

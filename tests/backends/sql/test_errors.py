@@ -147,26 +147,29 @@ def test_real_sqlite_busy_is_retried_then_unavailable(tmp_path: object) -> None:
         store.close()
 
 
-def test_sqlite_writers_of_one_store_queue_in_process_not_on_the_busy_handler(
-        tmp_path: object) -> None:
+@pytest.mark.parametrize("stores", [1, 2], ids=["one store", "two stores on one file"])
+def test_sqlite_writers_in_one_process_queue_in_process_not_on_the_busy_handler(
+        tmp_path: object, stores: int) -> None:
     """A second writer waits for the first without sending BEGIN: no busy polling."""
     import threading
 
     from sqlalchemy import event
 
-    store = SQLStore(f"sqlite:///{tmp_path}/queue.db")
-    dialect, engine = store._config.dialect, store._engine
+    opened = [SQLStore(f"sqlite:///{tmp_path}/queue.db") for _ in range(stores)]
     sent: list[tuple[str, str]] = []  # (thread, statement) as SQLite starts running it
 
     def trace(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         dbapi_conn.set_trace_callback(
             lambda sql: sent.append((threading.current_thread().name, sql)))
 
-    event.listen(engine, "connect", trace)
-    engine.dispose()  # every connection from now on is traced
+    for store in opened:
+        event.listen(store._engine, "connect", trace)
+        store._engine.dispose()  # every connection from now on is traced
     holding, release = threading.Event(), threading.Event()
 
     def write(hold: bool) -> None:
+        store = opened[-1] if not hold else opened[0]
+        dialect, engine = store._config.dialect, store._engine
         with engine.connect() as conn, dialect.transaction(conn, write=True):
             conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
             if hold:
@@ -188,5 +191,6 @@ def test_sqlite_writers_of_one_store_queue_in_process_not_on_the_busy_handler(
         release.set()
         first.join(10)
         second.join(10)
-        store.close()
+        for store in opened:
+            store.close()
     assert begins() == ["first", "second"]
