@@ -86,6 +86,7 @@ def campaign(store: Store, clock: AdvancingClock, *, seed: int, cancel: bool) ->
     runs = [engine.start(ChaosFlow, None, {"n": i}, idempotency_key=f"chaos-{seed}-{i}").run_id
             for i in range(RUNS)]
     outcomes: Counter[str] = Counter()
+    counting = threading.Lock()  # the count and the decision to cancel, as one step
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -103,19 +104,26 @@ def campaign(store: Store, clock: AdvancingClock, *, seed: int, cancel: bool) ->
                     result = engine.execute_next(owner_id=f"worker-{index}", lease_for=LEASE,
                                                  heartbeat_interval=0)
                 except WorkerCrash:
-                    outcomes["crash"] += 1
+                    with counting:
+                        outcomes["crash"] += 1
                     continue
                 if result is None:
                     clock.advance(1.5)  # let backoffs elapse and abandoned leases lapse
                     continue
-                outcomes[result.outcome] += 1
-                # Every eighth committed step cancels a random run: a count, not a coin,
-                # so a campaign always has cancellations whatever the thread interleaving.
-                if cancel and result.outcome == "ok" and outcomes["ok"] % 8 == 0:
-                    victim = runs[int(chaos.roll() * len(runs))]
+                with counting:
+                    outcomes[result.outcome] += 1
+                    due = cancel and result.outcome == "ok" and outcomes["ok"] % 8 == 0
+                # Every eighth committed step cancels a random live run: a count, not a
+                # coin, and never a run already ended, so a campaign always has
+                # cancellations whatever the thread interleaving.
+                live = [r for r in runs if (row := store.get_run(r)) is not None
+                        and row.status not in ("completed", "failed", "cancelled")] if due else []
+                if live:
+                    victim = live[int(chaos.roll() * len(live))]
                     try:
                         engine.cancel(victim, actor="chaos", reason="random cancel")
-                        outcomes["cancelled"] += 1
+                        with counting:
+                            outcomes["cancelled"] += 1
                     except RunTerminalError:
                         pass
         except BaseException as exc:  # surfaced in the test thread
