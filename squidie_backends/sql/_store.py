@@ -473,8 +473,6 @@ class SQLStore:
             "read": sa.select(f.c.seq, f.c.type, f.c.at, f.c.body)
             .where(f.c.run_id == p("run_id"), f.c.seq > p("after")).order_by(f.c.seq),
             "read_checkpoint": sa.select(c.c.seq, c.c.data).where(c.c.run_id == p("run_id")),
-            "read_checkpoints": sa.select(c.c.run_id, c.c.seq, c.c.data)
-            .where(c.c.run_id.in_(p("run_ids", expanding=True))),
             "upsert_checkpoint": self._dialect.upsert(
                 c, {"run_id": p("v_run_id"), "seq": p("v_seq"), "data": p("v_data")},
                 ["run_id"], guard="seq",
@@ -517,6 +515,7 @@ class SQLStore:
         row ``i`` are suffixed ``_{i}``:
 
         ``facts_after``: the facts of run ``run_id`` after sequence ``seq``.
+        ``checkpointed_facts``: the checkpoint of run ``run_id`` and its facts after it.
         ``take``: claim the row ``id`` with token hash ``token_hash`` and history event
         ``event`` (shared: ``v_owner``, ``v_expires``).
         ``facts``, ``dispatches``, ``runs``, ``checkpoints``: insert (upsert, for runs
@@ -567,6 +566,26 @@ class SQLStore:
                      lease_expires_at=None, history=d.c.history + failed_event)
         if kind == "notify":
             return sa.text("SELECT pg_notify(:channel, :queue)")
+        if kind == "checkpointed_facts":
+            # The checkpoints of runs ``run_id`` and their facts after them (all of them
+            # where a run has none), in one statement: a run's checkpoint row has a null
+            # ``seq``. The bound is an uncorrelated subquery per run, evaluated once, so
+            # the facts' primary key serves the range as it does for ``facts_after``.
+            c = self.tables.checkpoints
+            ids = [p(f"run_id_{i}", type_=f.c.run_id.type) for i in range(n)]
+            facts = sa.select(
+                f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body,
+                sa.cast(sa.null(), c.c.seq.type).label("cp_seq"),
+                sa.cast(sa.null(), c.c.data.type).label("cp_data"),
+            ).where(sa.or_(*(sa.and_(f.c.run_id == ids[i], f.c.seq > sa.func.coalesce(
+                sa.select(c.c.seq).where(c.c.run_id == ids[i]).scalar_subquery(), 0))
+                for i in range(n))))
+            checkpoints = sa.select(
+                c.c.run_id, sa.cast(sa.null(), f.c.seq.type), sa.cast(sa.null(), f.c.type.type),
+                sa.cast(sa.null(), f.c.at.type), sa.cast(sa.null(), f.c.body.type),
+                c.c.seq, c.c.data,
+            ).where(c.c.run_id.in_(ids))
+            return sa.union_all(facts, checkpoints)
         if kind == "facts_after":
             return (
                 sa.select(f.c.run_id, f.c.seq, f.c.type, f.c.at, f.c.body)
@@ -783,28 +802,33 @@ class SQLStore:
     def read_runs(
         self, after: Mapping[str, int | None]
     ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
-        """``BatchReader.read_runs``: the checkpoints, then every run's facts, in two
-        statements of one transaction (one more per 64 runs past the first 64)."""
+        """``BatchReader.read_runs`` in one transaction: the runs read from their
+        checkpoint in one statement with their checkpoints (``checkpointed_facts``), the
+        runs read after a known sequence in another (``facts_after``); one more of
+        either per 64 runs past the first 64. A lone run's load is one statement."""
         if not after:
             return {}
         for run_id in after:
             _text("run_id", run_id)
 
         def body(conn: sa.Connection) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
-            wanted = sorted(run_id for run_id, seq in after.items() if seq is None)
-            checkpoints = {
-                row.run_id: Checkpoint(seq=int(row.seq), data=row.data)
-                for row in conn.execute(self._sql["read_checkpoints"], {"run_ids": wanted})
-            } if wanted else {}
-            bounds = {run_id: seq if seq is not None else (
-                checkpoints[run_id].seq if run_id in checkpoints else 0)
-                for run_id, seq in after.items()}
+            checkpoints: dict[str, Checkpoint] = {}
             facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
-            wanted_facts = [{"run_id": run_id, "seq": seq}
-                            for run_id, seq in sorted(bounds.items())]
-            for statement, chunk in self._chunks("facts_after", wanted_facts):
+            fresh = [{"run_id": run_id} for run_id in sorted(after) if after[run_id] is None]
+            for statement, chunk in self._chunks("checkpointed_facts", fresh):
+                for row in statement.execute(conn, {}, chunk):
+                    if row.seq is None:
+                        checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq),
+                                                             data=row.cp_data)
+                    else:
+                        facts[row.run_id].append(self._fact(row.run_id, row))
+            known = [{"run_id": run_id, "seq": seq}
+                     for run_id, seq in sorted(after.items()) if seq is not None]
+            for statement, chunk in self._chunks("facts_after", known):
                 for row in statement.execute(conn, {}, chunk):
                     facts[row.run_id].append(self._fact(row.run_id, row))
+            for run_facts in facts.values():
+                run_facts.sort(key=lambda fact: fact.seq)
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
         return self._run(body, write=False, batch=len(after) > 1)

@@ -115,6 +115,7 @@ _SIZED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "take": (("id", "token_hash", "event"), ("v_owner", "v_expires")),
     "fail_others": (("run_id",), ("v_at",)),
     "facts_after": (("run_id", "seq"), ()),
+    "checkpointed_facts": (("run_id",), ()),
 }
 
 

@@ -151,3 +151,38 @@ def test_list_runs_rejects_bad_input(sql_store: SQLStore) -> None:
         sql_store.list_runs(limit=0)
     with pytest.raises(InvalidArgument):
         sql_store.list_runs(cursor="not-a-cursor!")
+
+
+def test_read_runs_from_checkpoints_past_one_statement_s_worth(sql_store: SQLStore) -> None:
+    """70 fresh runs (two statements' worth), every third with a checkpoint, some
+    followed from a known sequence; a lone fresh run is one statement."""
+    import sqlalchemy as sa
+
+    from squidie_core.storage import read_runs
+
+    for i in range(70):
+        sql_store.append(f"r{i:02}", [Fact(s, "note", 0.0, {"s": s}) for s in (1, 2, 3, 4)], 0)
+        if i % 3 == 0:
+            sql_store.write_checkpoint(f"r{i:02}", Checkpoint(2 + i % 2, f"cp{i}"))
+    after: dict[str, int | None] = {f"r{i:02}": None for i in range(70)}
+    after.update({"r01": 1, "r03": 3, "nobody": None})
+    runs = read_runs(sql_store, after)
+    for run_id, seq in after.items():
+        checkpoint = sql_store.read_checkpoint(run_id) if seq is None else None
+        base = seq if seq is not None else checkpoint.seq if checkpoint else 0
+        assert runs[run_id] == (checkpoint, sql_store.read(run_id, after_seq=base)), run_id
+    assert runs["r03"][0] is None and [f.seq for f in runs["r03"][1]] == [4]
+    assert [f.seq for f in runs["r00"][1]] == [3, 4] and runs["nobody"] == (None, [])
+
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        sent.append(str(args[2]))
+
+    expected = (Checkpoint(2, "cp0"), sql_store.read("r00", after_seq=2))
+    sa.event.listen(sql_store._engine, "before_cursor_execute", record)
+    try:
+        assert read_runs(sql_store, {"r00": None}) == {"r00": expected}
+    finally:
+        sa.event.remove(sql_store._engine, "before_cursor_execute", record)
+    assert len([s for s in sent if s.lstrip().upper().startswith(("SELECT", "(SELECT"))]) == 1
