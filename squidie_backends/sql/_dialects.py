@@ -143,15 +143,36 @@ def _insert(make: Callable[[sa.Table], _I], table: sa.Table,
     return make(table).values(rows if len(rows) > 1 else rows[0]), list(rows[0])
 
 
-_WRITERS: dict[str, threading.Lock] = {}
+class _WriterQueue:
+    """The in-process writer lock of one SQLite database file."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_WRITERS: dict[str, _WriterQueue] = {}
 _WRITERS_GUARD = threading.Lock()
 
 
-def _writer_for(database: str) -> threading.Lock:
-    """The in-process writer lock of a SQLite database file (one per real path)."""
+def _writer_for(database: str) -> _WriterQueue:
+    """The writer queue of a SQLite database file (one per real path)."""
     key = os.path.realpath(database)
     with _WRITERS_GUARD:
-        return _WRITERS.setdefault(key, threading.Lock())
+        return _WRITERS.setdefault(key, _WriterQueue())
+
+
+def _fresh_writers_after_fork() -> None:
+    # A child of fork() has none of its parent's threads: a lock one of them held would
+    # stay held for ever, and every write of the child wait out the busy timeout.
+    global _WRITERS_GUARD
+    _WRITERS_GUARD = threading.Lock()
+    for queue in _WRITERS.values():
+        queue.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_writers_after_fork)
 
 
 class SQLiteDialect(Dialect):
@@ -191,7 +212,7 @@ class SQLiteDialect(Dialect):
         # it sleeps 1, 2, 5, 10 ms... between tries, so a slot that found the lock taken
         # by a commit of a millisecond slept for several. One lock per database file,
         # shared by every store of the process on that file.
-        self._writer = threading.Lock()
+        self._writer = _WriterQueue()
         self._writer_wait = 10.0
 
     def prepare_engine(self, engine: sa.Engine, options: Mapping[str, Any]) -> None:
@@ -225,13 +246,14 @@ class SQLiteDialect(Dialect):
         conn.info["squidie_begin"] = "IMMEDIATE" if write else "DEFERRED"
         # A writer that waited out the busy timeout here goes on to SQLite's own wait
         # (and its error) rather than failing on the queue: never worse than before.
-        queued = write and self._writer.acquire(timeout=self._writer_wait)
+        lock = self._writer.lock
+        queued = write and lock.acquire(timeout=self._writer_wait)
         try:
             with conn.begin():
                 yield
         finally:
             if queued:
-                self._writer.release()
+                lock.release()
 
     def lock_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select  # the write transaction already holds the database's write lock

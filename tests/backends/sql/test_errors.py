@@ -194,3 +194,34 @@ def test_sqlite_writers_in_one_process_queue_in_process_not_on_the_busy_handler(
         for store in opened:
             store.close()
     assert begins() == ["first", "second"]
+
+
+def test_a_forked_child_does_not_inherit_a_held_sqlite_writer_lock(tmp_path: object) -> None:
+    """A thread of the parent holds the writer queue at fork(): the child, which has no
+    such thread, finds the queue free instead of waiting out the busy timeout."""
+    import os
+    import threading
+
+    store = SQLStore(f"sqlite:///{tmp_path}/fork.db")
+    queue = store._config.dialect._writer  # type: ignore[attr-defined]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with queue.lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10) and queue.lock.locked()
+        pid = os.fork()
+        if pid == 0:  # the child: no pytest, no store use, just the verdict
+            os._exit(0 if queue.lock.acquire(blocking=False) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert queue.lock.locked()  # the parent's own lock is untouched
+    finally:
+        release.set()
+        holder.join(10)
+        store.close()
