@@ -90,10 +90,12 @@ def campaign(store: Store, clock: AdvancingClock, *, seed: int, cancel: bool) ->
     errors: list[BaseException] = []
     stop = threading.Event()
 
+    def live() -> list[str]:
+        return [r for r in runs if (row := store.get_run(r)) is None
+                or row.status not in ("completed", "failed", "cancelled")]
+
     def ended() -> bool:
-        rows = [store.get_run(r) for r in runs]
-        return all(row is not None and row.status in ("completed", "failed", "cancelled")
-                   for row in rows)
+        return not live()
 
     def worker(index: int) -> None:
         try:
@@ -116,10 +118,9 @@ def campaign(store: Store, clock: AdvancingClock, *, seed: int, cancel: bool) ->
                 # Every eighth committed step cancels a random live run: a count, not a
                 # coin, and never a run already ended, so a campaign always has
                 # cancellations whatever the thread interleaving.
-                live = [r for r in runs if (row := store.get_run(r)) is not None
-                        and row.status not in ("completed", "failed", "cancelled")] if due else []
-                if live:
-                    victim = live[int(chaos.roll() * len(live))]
+                candidates = live() if due else []
+                if candidates:
+                    victim = candidates[int(chaos.roll() * len(candidates))]
                     try:
                         engine.cancel(victim, actor="chaos", reason="random cancel")
                         with counting:
