@@ -19,17 +19,20 @@ def claim_until_empty(url: str, owner: str, seed: int,
                       start: Any = None) -> list[tuple[str, int]]:
     """Claim (random batch sizes) and complete until nothing is visible; return (key, fence).
 
-    ``start``: a barrier (a manager's proxy) every worker passes once its store is open,
-    so that they claim together however long each took to spawn.
+    ``start``: a barrier (a manager's proxy) every worker passes after its first claim,
+    before completing anything: every worker holds leases at once, however long each
+    took to spawn and however a busy SQLite favours the writer that just committed
+    (its busy handler polls, so one process looping on claims can starve the others).
     """
     rng = random.Random(seed)
     store = open_store(url)
     got: list[tuple[str, int]] = []
     try:
-        if start is not None:
-            start.wait(60)
         while True:
             leases = store.claim(owner, lease_for=600, limit=rng.randint(1, 8))
+            if start is not None:
+                start.wait(60)
+                start = None
             if not leases:
                 return got
             for lease in leases:
