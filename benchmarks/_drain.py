@@ -1,7 +1,7 @@
 """Time one thread draining runs in process: ``python -m benchmarks._drain``.
 
     python -m benchmarks._drain [BACKEND] [RUNS] [Three|Single] [BATCH] [KEY=VALUE...]
-                                [--listener] [--profile]
+                                [--listener] [--profile [--cumulative]]
 
 Starts RUNS runs of W1's ``Three`` or W2's ``Single`` workflow (default ``Single``, 3,000
 runs), then drains them in this thread, claiming BATCH at a time (default 16) and
@@ -10,7 +10,8 @@ drain's steps per second and the CPU time this process spent per step (the engin
 the driver's Python, not the server's). ``KEY=VALUE`` is an engine option (an integer,
 e.g. ``telemetry=0``); ``--listener`` adds the ``run.terminal`` listener the worker
 processes of ``python -m benchmarks`` report completions with. With ``--profile`` the
-drain runs under cProfile and the top entries by own time are printed after the figures.
+drain runs under cProfile and the top entries by own time (``--cumulative``: by
+cumulative time) are printed after the figures.
 
 The worker process of ``python -m benchmarks`` is CPU-bound on one core, so the CPU per
 step here is what bounds its drain rate; this is the figure to A/B when the engine's
@@ -79,7 +80,8 @@ def main(argv: list[str]) -> int:
           f"drain {steps / wall:,.0f} steps/s, CPU {cpu / steps * 1e6:,.0f} us/step")
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        order = "cumulative" if "--cumulative" in argv else "tottime"
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
         print(out.getvalue())
     return 0
 

@@ -46,6 +46,12 @@ class Dialect:
     driver: ClassVar[str] = ""
     #: Whether a claim locks its rows with ``FOR UPDATE SKIP LOCKED``.
     skip_locked: ClassVar[bool] = True
+    #: The multi-row writes (``SQLStore._writes`` kinds) sent as the driver's
+    #: ``executemany`` of their one-row statement rather than as one statement built per
+    #: number of rows: where that costs no round trip per row, it saves compiling a
+    #: statement for every row count a batch happens to have (a 64-row one takes
+    #: SQLAlchemy 4 to 25 ms).
+    many_rows: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def pipelines(self) -> bool:
@@ -188,6 +194,9 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     driver = "sqlite+pysqlite"
     skip_locked = False
+    # In process: an ``executemany`` is one C loop over one prepared statement.
+    many_rows = frozenset({"facts", "dispatches", "runs", "checkpoints", "settle", "take",
+                           "fail_others"})
 
     # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL (extended codes masked). PROTOCOL is
     # WAL's "locking protocol" race, seen when a process is killed mid-transaction while
@@ -395,6 +404,9 @@ class MySQLDialect(Dialect):
 
     name = "mysql"
     driver = "mysql+pymysql"
+    # PyMySQL's ``executemany`` of an ``INSERT ... VALUES (...)`` sends one multi-row
+    # statement (up to 1 MB); of an UPDATE, one round trip per row: inserts only.
+    many_rows = frozenset({"facts", "dispatches", "runs", "checkpoints"})
 
     # lock wait timeout, deadlock, can't connect, server gone away, lost connection,
     # connection killed, lost connection (read).

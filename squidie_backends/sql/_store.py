@@ -252,8 +252,16 @@ class _DriverStatement:
             neither given nor with a value of its own in the statement raises
             ``KeyError``; processors are not applied to ``None``.
         """
-        layout = self._layout(params, rows)
-        sources: list[Mapping[str, Any]] = [*rows, params, self.defaults]
+        return self._values(self._layout(params, rows), [*rows, params, self.defaults])
+
+    def values_many(self, params: Mapping[str, Any],
+                    rows: Sequence[Mapping[str, Any]]) -> list[_DriverParams]:
+        """The driver's parameters of a one-row statement, once per row of ``rows`` (for
+        an ``executemany``): as ``values(params, [row])`` for each row."""
+        layout = self._layout(params, rows[:1])
+        return [self._values(layout, (row, params, self.defaults)) for row in rows]
+
+    def _values(self, layout: _Layout, sources: Sequence[Mapping[str, Any]]) -> _DriverParams:
         values: Any  # a list (positional) or a dict (named), as ``_processors`` index it
         if self.positional:
             values = [sources[source][key] for _, source, key in layout]
@@ -285,18 +293,33 @@ class _DriverStatement:
         """Execute with the parameters ``params`` and ``rows`` (as ``values``)."""
         return conn.exec_driver_sql(self.sql, self.values(params, rows))
 
+    def execute_many(self, conn: sa.Connection, params: Mapping[str, Any],
+                     rows: Sequence[Mapping[str, Any]]) -> Any:
+        """Execute this one-row statement once per row of ``rows`` in one driver
+        ``executemany`` (as ``values_many``)."""
+        return conn.exec_driver_sql(self.sql, self.values_many(params, rows))
+
 
 @dataclass(frozen=True, slots=True)
 class _Write:
     """One write of a transaction, for ``SQLStore._send``: its statement, parameters (as
     ``_DriverStatement.values``) and table, and what a unique violation of it means
-    (``None``: an error like any other)."""
+    (``None``: an error like any other). With ``many``, the statement is a one-row one,
+    executed for each of ``rows`` in one ``executemany`` (``_DriverStatement.values_many``).
+    """
 
     statement: _DriverStatement
     params: Mapping[str, Any]
     table: str
     on_unique: Callable[[], Exception] | None = None
     rows: Sequence[Mapping[str, Any]] = ()
+    many: bool = False
+
+    def execute(self, conn: sa.Connection) -> None:
+        if self.many:
+            self.statement.execute_many(conn, self.params, self.rows)
+        else:
+            self.statement.execute(conn, self.params, self.rows)
 
 
 class _KeyRace(Exception):
@@ -630,8 +653,10 @@ class SQLStore:
         parameters every row has in common.
 
         PostgreSQL, past a few rows: one statement over ``unnest`` of one array per
-        column, whatever the number of rows (``_unnest``). Otherwise: one multi-row
-        statement per 64 rows (``_for(kind, n)``).
+        column, whatever the number of rows (``_unnest``). The kinds of the dialect's
+        ``many_rows`` (SQLite; inserts on MariaDB): the one-row statement in one
+        ``executemany``. Otherwise: one multi-row statement per 64 rows
+        (``_for(kind, n)``).
         """
         if not rows:
             return []
@@ -641,6 +666,8 @@ class SQLStore:
             for key in rows[0]:
                 params[key] = [row[key] for row in rows]
             return [_Write(self._for(kind, 0), params, table, on_unique)]
+        if len(rows) > 1 and kind in self._dialect.many_rows:
+            return [_Write(self._for(kind, 1), shared, table, on_unique, rows, many=True)]
         return [_Write(statement, shared, table, on_unique, chunk)
                 for statement, chunk in self._chunks(kind, rows)]
 
@@ -655,8 +682,13 @@ class SQLStore:
             try:
                 with raw.pipeline(), raw.cursor() as cursor:
                     for write in writes:
-                        cursor.execute(write.statement.sql,
-                                       write.statement.values(write.params, write.rows))
+                        if write.many:
+                            cursor.executemany(
+                                write.statement.sql,
+                                write.statement.values_many(write.params, write.rows))
+                        else:
+                            cursor.execute(write.statement.sql,
+                                           write.statement.values(write.params, write.rows))
             except Exception as exc:
                 if self._dialect.is_unique_violation(exc):
                     table = getattr(getattr(exc, "diag", None), "table_name", None)
@@ -667,7 +699,7 @@ class SQLStore:
             return
         for write in writes:
             try:
-                write.statement.execute(conn, write.params, write.rows)
+                write.execute(conn)
             except sa.exc.IntegrityError as exc:
                 if write.on_unique is not None and self._dialect.is_unique_violation(exc):
                     raise write.on_unique() from exc

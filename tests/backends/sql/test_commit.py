@@ -200,6 +200,59 @@ def test_a_group_of_outcomes_is_one_transaction(sql_store: SQLStore) -> None:
         assert sql_store.read_checkpoint(f"r{i}") == Checkpoint(3, "state@3")
 
 
+def test_a_group_compiles_no_statement_per_row_count_where_the_driver_batches(
+    sql_store: SQLStore,
+) -> None:
+    # SQLite, and MariaDB's inserts: a multi-row write is the one-row statement in one
+    # ``executemany``, so groups of 7 and 9 rows build no statement of 7 or 9 rows.
+    many_rows = sql_store._dialect.many_rows
+    for size in (7, 9):
+        run_ids = [f"g{size}-{i}" for i in range(size)]
+        for run_id in run_ids:
+            start(sql_store, run_id, dispatch(run_id, "a"))
+        leases = sql_store.claim("w", lease_for=30, limit=size)
+        assert len(leases) == size
+        commits = [
+            Commit(x.dispatch.run_id, 1, facts(2, 1),
+                   entry(x.dispatch.run_id, last_seq=2, status="completed"),
+                   enqueue=[dispatch(x.dispatch.run_id, "b")], settle=x,
+                   checkpoint=Checkpoint(2, "state@2"))
+            for x in leases
+        ]
+        assert sql_store.commit_many(commits) == [CommitResult(2)] * size
+        for run_id in run_ids:
+            assert sql_store.get_run(run_id) == entry(run_id, "completed", last_seq=2)
+            assert sql_store.read_checkpoint(run_id) == Checkpoint(2, "state@2")
+            assert {x.dispatch.step: x.state for x in sql_store.dispatches(run_id)} == {
+                "a": "completed", "b": "failed"}
+    sized = {kind for kind, n in sql_store._sized if n > 1}
+    assert not sized & many_rows
+    if sql_store.name == "sqlite":
+        assert many_rows >= {"facts", "dispatches", "runs", "checkpoints", "settle", "take",
+                             "fail_others"}
+    elif sql_store.name == "mysql":
+        assert many_rows == {"facts", "dispatches", "runs", "checkpoints"}
+        assert {"settle", "take"} <= sized
+
+
+def test_a_unique_violation_in_a_batched_write_writes_none_of_its_rows(
+    sql_store: SQLStore,
+) -> None:
+    class Taken(Exception):
+        pass
+
+    start(sql_store, "dup", count=1)
+    rows = sql_store._fact_rows("dup", facts(2, 3))
+    # The third row repeats the first's sequence: the statement fails past two inserted
+    # rows (an ``executemany`` on SQLite), and the transaction takes them back.
+    rows = [*rows, rows[0]]
+    with pytest.raises(Taken):
+        sql_store._run(lambda conn: sql_store._send(
+            conn, sql_store._writes("facts", rows, on_unique=Taken)), write=True)
+    assert sql_store.head("dup") == 1
+    assert [f.seq for f in sql_store.read("dup")] == [1]
+
+
 def test_a_group_ending_runs_fails_only_their_other_dispatches(sql_store: SQLStore) -> None:
     for run_id in ("end1", "end2", "live"):
         start(sql_store, run_id, dispatch(run_id, "a"), dispatch(run_id, "b"))

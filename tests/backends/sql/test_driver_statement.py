@@ -17,7 +17,7 @@ from sqlalchemy.dialects.mysql import pymysql
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import pysqlite
 
-from squidie_backends.sql import SQLStore
+from squidie_backends.sql import SQLStore, uninstall
 from squidie_backends.sql._store import _ROW_KEYS, _DriverStatement
 
 
@@ -150,3 +150,36 @@ def test_single_row_parameters_are_read_by_name(sql_store: SQLStore) -> None:
     for statement, params in statements:
         expected = _typed(_suffixed_values(statement, (), params))
         assert _typed(statement.values(params)) == expected
+
+
+@pytest.mark.parametrize("kind", sorted(_SIZED))
+def test_batched_rows_get_the_parameters_of_one_row_each(sql_store: SQLStore,
+                                                         kind: str) -> None:
+    row_keys, shared_keys = _SIZED[kind]
+    statement = sql_store._for(kind, 1)
+    rows = [{key: _value(10 * i + j) for j, key in enumerate(row_keys)} for i in range(4)]
+    shared = {key: _value(100 + j) for j, key in enumerate(shared_keys)}
+    expected = [_typed(_suffixed_values(statement, [row], shared)) for row in rows]
+    assert [_typed(v) for v in statement.values_many(shared, rows)] == expected
+    assert [_typed(v) for v in statement.values_many(shared, rows)] == expected
+
+
+@pytest.mark.parametrize("kind", sorted(_ROW_KEYS))
+def test_pymysql_sends_an_inserts_executemany_as_one_statement(
+    mysql_url: str, unique_name: str, kind: str
+) -> None:
+    # PyMySQL rewrites ``executemany`` into one multi-row INSERT only when the SQL
+    # matches this pattern; otherwise it sends one statement per row.
+    from pymysql.cursors import RE_INSERT_VALUES
+
+    url = f"{mysql_url}?prefix={unique_name}_"
+    store = SQLStore(url)
+    try:
+        assert kind in store._dialect.many_rows
+        sql = store._for(kind, 1).sql
+        match = RE_INSERT_VALUES.match(sql)
+        assert match is not None, sql
+        assert match.group(2).count("%(") == len(_ROW_KEYS[kind])
+    finally:
+        store.close()
+        uninstall(url)
