@@ -551,7 +551,7 @@ class SQLStore:
         """
         sized = self._sized.get((kind, n))
         if sized is None:
-            arrays = _UNNEST_ARRAYS[kind] if n == 0 else ()
+            arrays = _UNNEST_ARRAYS[kind] if n == 0 and self.name == "postgresql" else ()
             sized = self._sized[(kind, n)] = _DriverStatement(
                 self._build(kind, n), self._engine.dialect, binary=arrays)
         return sized
@@ -559,7 +559,7 @@ class SQLStore:
     def _build(self, kind: str, n: int) -> sa.ClauseElement:
         f, d, p = self.tables.facts, self.tables.dispatches, sa.bindparam
         if n == 0:
-            return self._unnest(kind)
+            return self._unnest(kind) if self.name == "postgresql" else self._json_each(kind)
         if kind in _ROW_KEYS:
             return self._insert_rows(kind, n)
         if kind == "settle":
@@ -748,6 +748,45 @@ class SQLStore:
                 sql += f" WHERE {name}.seq <= EXCLUDED.seq"
         return sa.text(sql)
 
+    def _json_each(self, kind: str) -> sa.TextClause:
+        """SQLite's read of many runs, whatever their number: their rows as one JSON
+        array (``runs``) walked by ``json_each``, each element joined to the journal's
+        primary key (``CROSS JOIN`` keeps ``json_each`` the outer loop). ``facts_after``:
+        ``[[run_id, seq], ...]``; ``checkpointed_facts``: ``[run_id, ...]``."""
+        preparer = self._engine.dialect.identifier_preparer
+        facts = preparer.format_table(self.tables.facts)
+        checkpoints = preparer.format_table(self.tables.checkpoints)
+        columns = "f.run_id, f.seq, f.type, f.at, f.body"
+        if kind == "facts_after":
+            return sa.text(
+                f"SELECT {columns} FROM json_each(:runs) AS j CROSS JOIN {facts} AS f "
+                "WHERE f.run_id = json_extract(j.value, '$[0]') "
+                "AND f.seq > json_extract(j.value, '$[1]')")
+        if kind == "checkpointed_facts":
+            return sa.text(
+                f"SELECT {columns}, NULL AS cp_seq, NULL AS cp_data "
+                f"FROM json_each(:runs) AS j CROSS JOIN {facts} AS f "
+                "WHERE f.run_id = j.value AND f.seq > coalesce("
+                f"(SELECT c.seq FROM {checkpoints} AS c WHERE c.run_id = j.value), 0) "
+                "UNION ALL SELECT c.run_id, NULL, NULL, NULL, NULL, c.seq, c.data "
+                f"FROM json_each(:runs) AS j CROSS JOIN {checkpoints} AS c "
+                "WHERE c.run_id = j.value")
+        raise AssertionError(f"no json_each form of {kind!r}")
+
+    def _reads(self, kind: str, rows: Sequence[Mapping[str, Any]]
+               ) -> Iterator[tuple[_DriverStatement, Mapping[str, Any],
+                                   Sequence[Mapping[str, Any]]]]:
+        """The statements reading the runs of ``rows`` (``read_runs``), with their shared
+        parameters and rows: on SQLite, past one run, one ``json_each`` statement for all
+        of them (``_json_each``); otherwise the sized ``kind`` statements (``_chunks``)."""
+        if self.name == "sqlite" and len(rows) > 1:
+            elements = ([row["run_id"] for row in rows] if kind == "checkpointed_facts"
+                        else [[row["run_id"], row["seq"]] for row in rows])
+            yield self._for(kind, 0), {"runs": _json.dumps(elements)}, ()
+            return
+        for statement, chunk in self._chunks(kind, rows):
+            yield statement, {}, chunk
+
     # ------------------------------------------------------------------ journal
 
     def _head(self, conn: sa.Connection, run_id: str) -> int:
@@ -837,7 +876,8 @@ class SQLStore:
         """``BatchReader.read_runs`` in one transaction: the runs read from their
         checkpoint in one statement with their checkpoints (``checkpointed_facts``), the
         runs read after a known sequence in another (``facts_after``); one more of
-        either per 64 runs past the first 64. A lone run's load is one statement."""
+        either per 64 runs past the first 64, except on SQLite (``_reads``). A lone
+        run's load is one statement."""
         if not after:
             return {}
         for run_id in after:
@@ -847,8 +887,8 @@ class SQLStore:
             checkpoints: dict[str, Checkpoint] = {}
             facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
             fresh = [{"run_id": run_id} for run_id in sorted(after) if after[run_id] is None]
-            for statement, chunk in self._chunks("checkpointed_facts", fresh):
-                for row in statement.execute(conn, {}, chunk):
+            for statement, params, chunk in self._reads("checkpointed_facts", fresh):
+                for row in statement.execute(conn, params, chunk):
                     if row.seq is None:
                         checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq),
                                                              data=row.cp_data)
@@ -856,8 +896,8 @@ class SQLStore:
                         facts[row.run_id].append(self._fact(row.run_id, row))
             known = [{"run_id": run_id, "seq": seq}
                      for run_id, seq in sorted(after.items()) if seq is not None]
-            for statement, chunk in self._chunks("facts_after", known):
-                for row in statement.execute(conn, {}, chunk):
+            for statement, params, chunk in self._reads("facts_after", known):
+                for row in statement.execute(conn, params, chunk):
                     facts[row.run_id].append(self._fact(row.run_id, row))
             for run_facts in facts.values():
                 run_facts.sort(key=lambda fact: fact.seq)
