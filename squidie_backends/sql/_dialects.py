@@ -204,6 +204,19 @@ class SQLiteDialect(Dialect):
     _BUSY = frozenset({5, 6, 15})
     _UNIQUE = frozenset({1555, 2067})  # SQLITE_CONSTRAINT_PRIMARYKEY, _UNIQUE
 
+    def check_server(self, conn: sa.Connection) -> None:
+        # A batch's reads walk their runs with json_each (built in since SQLite 3.38,
+        # and in most earlier builds as JSON1).
+        try:
+            conn.exec_driver_sql("SELECT count(*) FROM json_each('[]')").scalar()
+            conn.rollback()  # the probe's autobegun transaction
+        except sa.exc.OperationalError as exc:
+            version = ".".join(map(str, conn.dialect.server_version_info or ()))
+            raise StoreError(
+                "the SQL store needs SQLite's JSON functions (json_each: SQLite 3.38 or "
+                f"newer, or an earlier build with JSON1); this SQLite is {version}"
+            ) from exc
+
     def engine_kwargs(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "pool_size": int(options.get("pool_size", 5)),

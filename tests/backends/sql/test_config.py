@@ -160,3 +160,20 @@ def test_servers_without_skip_locked_are_refused(version: tuple[int, ...], maria
     else:
         with pytest.raises(StoreError, match="SKIP LOCKED"):
             MySQLDialect().check_server(conn)  # type: ignore[arg-type]
+
+
+def test_sqlite_without_json_functions_is_refused() -> None:
+    from types import SimpleNamespace
+
+    import sqlalchemy as sa
+
+    from squidie_backends.sql._dialects import SQLiteDialect
+    from squidie_core.errors import StoreError
+
+    def no_json(sql: str) -> None:
+        raise sa.exc.OperationalError(sql, {}, Exception("no such table: json_each"))
+
+    conn = SimpleNamespace(exec_driver_sql=no_json,
+                           dialect=SimpleNamespace(server_version_info=(3, 7, 17)))
+    with pytest.raises(StoreError, match=r"json_each.*3\.7\.17"):
+        SQLiteDialect().check_server(conn)  # type: ignore[arg-type]
