@@ -293,12 +293,6 @@ class _DriverStatement:
         """Execute with the parameters ``params`` and ``rows`` (as ``values``)."""
         return conn.exec_driver_sql(self.sql, self.values(params, rows))
 
-    def execute_many(self, conn: sa.Connection, params: Mapping[str, Any],
-                     rows: Sequence[Mapping[str, Any]]) -> Any:
-        """Execute this one-row statement once per row of ``rows`` in one driver
-        ``executemany`` (as ``values_many``)."""
-        return conn.exec_driver_sql(self.sql, self.values_many(params, rows))
-
 
 @dataclass(frozen=True, slots=True)
 class _Write:
@@ -315,11 +309,12 @@ class _Write:
     rows: Sequence[Mapping[str, Any]] = ()
     many: bool = False
 
-    def execute(self, conn: sa.Connection) -> None:
+    def parameters(self) -> _DriverParams | list[_DriverParams]:
+        """The driver's parameters: one set, or with ``many`` a list of them (one per
+        row), which ``exec_driver_sql`` sends as an ``executemany``."""
         if self.many:
-            self.statement.execute_many(conn, self.params, self.rows)
-        else:
-            self.statement.execute(conn, self.params, self.rows)
+            return self.statement.values_many(self.params, self.rows)
+        return self.statement.values(self.params, self.rows)
 
 
 class _KeyRace(Exception):
@@ -534,8 +529,8 @@ class SQLStore:
 
     def _for(self, kind: str, n: int) -> _DriverStatement:
         """The ``kind`` statement over ``n`` rows, with bound parameters, built once
-        (``n=0``: PostgreSQL's ``unnest`` form, for any number of rows). The parameters of
-        row ``i`` are suffixed ``_{i}``:
+        (``n=0``: the form for any number of rows, PostgreSQL's ``unnest`` writes and
+        SQLite's ``json_each`` reads). The parameters of row ``i`` are suffixed ``_{i}``:
 
         ``facts_after``: the facts of run ``run_id`` after sequence ``seq``.
         ``checkpointed_facts``: the checkpoint of run ``run_id`` and its facts after it.
@@ -682,13 +677,8 @@ class SQLStore:
             try:
                 with raw.pipeline(), raw.cursor() as cursor:
                     for write in writes:
-                        if write.many:
-                            cursor.executemany(
-                                write.statement.sql,
-                                write.statement.values_many(write.params, write.rows))
-                        else:
-                            cursor.execute(write.statement.sql,
-                                           write.statement.values(write.params, write.rows))
+                        send = cursor.executemany if write.many else cursor.execute
+                        send(write.statement.sql, write.parameters())
             except Exception as exc:
                 if self._dialect.is_unique_violation(exc):
                     table = getattr(getattr(exc, "diag", None), "table_name", None)
@@ -699,7 +689,7 @@ class SQLStore:
             return
         for write in writes:
             try:
-                write.execute(conn)
+                conn.exec_driver_sql(write.statement.sql, write.parameters())
             except sa.exc.IntegrityError as exc:
                 if write.on_unique is not None and self._dialect.is_unique_violation(exc):
                     raise write.on_unique() from exc
