@@ -131,11 +131,17 @@ _ROW_KEYS: dict[str, dict[str, str]] = {
     "checkpoints": {"v_run_id": "run_id", "v_seq": "seq", "v_data": "data"},
 }
 
-#: The array parameters of PostgreSQL's ``unnest`` writes (``SQLStore._unnest``).
+#: The array parameters of PostgreSQL's ``unnest`` writes and reads (``SQLStore._unnest``).
 _UNNEST_ARRAYS: dict[str, tuple[str, ...]] = {
     **{kind: tuple(keys) for kind, keys in _ROW_KEYS.items()},
     "settle": ("b_key", "b_token_hash", "v_event"),
+    "facts_after": ("run_id", "seq"),
+    "checkpointed_facts": ("run_id",),
 }
+
+#: The batch reads of ``read_runs``, one statement for any number of runs on PostgreSQL
+#: and SQLite (``SQLStore._reads``).
+_READS = ("facts_after", "checkpointed_facts")
 
 #: PostgreSQL writes more rows than this with ``unnest`` (fewer: a ``VALUES`` list, which
 #: psycopg sends without dumping arrays).
@@ -530,7 +536,7 @@ class SQLStore:
     def _for(self, kind: str, n: int) -> _DriverStatement:
         """The ``kind`` statement over ``n`` rows, with bound parameters, built once
         (``n=0``: the form for any number of rows, PostgreSQL's ``unnest`` writes and
-        SQLite's ``json_each`` reads). The parameters of row ``i`` are suffixed ``_{i}``:
+        reads, SQLite's ``json_each`` reads). The parameters of row ``i`` are suffixed ``_{i}``:
 
         ``facts_after``: the facts of run ``run_id`` after sequence ``seq``.
         ``checkpointed_facts``: the checkpoint of run ``run_id`` and its facts after it.
@@ -705,15 +711,18 @@ class SQLStore:
             yield self._for(kind, len(chunk)), chunk
 
     def _unnest(self, kind: str) -> sa.TextClause:
-        """PostgreSQL's multi-row write of ``kind``: one array parameter per column (the
-        ``_UNNEST_ARRAYS``, sent in binary)."""
+        """PostgreSQL's multi-row write or read of ``kind``: one array parameter per
+        column (the ``_UNNEST_ARRAYS``, sent in binary). The arrays' text elements are
+        compared ``COLLATE "C"``, the collation of the keys' indexes."""
         preparer = self._engine.dialect.identifier_preparer
-        table = self._table_of(kind)
+        table = self.tables.facts if kind in _READS else self._table_of(kind)
         name = preparer.format_table(table)
 
         def array(key: str, column: str) -> str:
-            sql_type = table.c[column].type.compile(dialect=self._engine.dialect)
-            return f"CAST(:{key} AS {sql_type.split(' COLLATE ')[0]}[])"
+            return f"CAST(:{key} AS {self._type_of(table.c[column])}[])"
+
+        if kind in _READS:
+            return self._unnest_read(kind, name, array)
 
         if kind == "settle":
             return sa.text(
@@ -737,6 +746,43 @@ class SQLStore:
             if kind == "checkpoints":
                 sql += f" WHERE {name}.seq <= EXCLUDED.seq"
         return sa.text(sql)
+
+    def _type_of(self, column: sa.Column[Any]) -> str:
+        """``column``'s SQL type on the store's dialect, without its collation."""
+        return str(column.type.compile(dialect=self._engine.dialect)).split(" COLLATE ")[0]
+
+    def _unnest_read(self, kind: str, facts: str,
+                     array: Callable[[str, str], str]) -> sa.TextClause:
+        """PostgreSQL's read of many runs (``_unnest``): ``facts_after`` takes the arrays
+        ``run_id`` and ``seq``, ``checkpointed_facts`` ``run_id``.
+
+        Each run's facts are a ``LATERAL`` subquery on the journal's primary key, kept
+        from being flattened into a join by ``OFFSET 0``: joined to ``unnest``, a table
+        PostgreSQL has no statistics for yet is hashed whole. The checkpoints are looked
+        up by ``= ANY``, an index scan of the keys given.
+        """
+        run_ids = array("run_id", "run_id")
+        columns = "f.run_id, f.seq, f.type, f.at, f.body"
+
+        def per_run(bound: str) -> str:
+            return (f"CROSS JOIN LATERAL (SELECT {columns} FROM {facts} AS f "
+                    f'WHERE f.run_id = u.run_id COLLATE "C" AND f.seq > {bound} OFFSET 0) AS f')
+
+        if kind == "facts_after":
+            return sa.text(f"SELECT {columns} FROM unnest({run_ids}, {array('seq', 'seq')}) "
+                           f"AS u(run_id, seq) {per_run('u.seq')}")
+        c, f = self.tables.checkpoints, self.tables.facts
+        checkpoints = self._engine.dialect.identifier_preparer.format_table(c)
+        fact_types = [f"CAST(NULL AS {self._type_of(f.c[column])})"
+                      for column in ("seq", "type", "at", "body")]
+        checkpoint_seq = (f"coalesce((SELECT c.seq FROM {checkpoints} AS c "
+                          f'WHERE c.run_id = u.run_id COLLATE "C"), 0)')
+        return sa.text(
+            f"SELECT {columns}, CAST(NULL AS {self._type_of(c.c.seq)}) AS cp_seq, "
+            f"CAST(NULL AS {self._type_of(c.c.data)}) AS cp_data "
+            f"FROM unnest({run_ids}) AS u(run_id) {per_run(checkpoint_seq)} "
+            f"UNION ALL SELECT c.run_id, {', '.join(fact_types)}, c.seq, c.data "
+            f'FROM {checkpoints} AS c WHERE c.run_id COLLATE "C" = ANY({run_ids})')
 
     def _json_each(self, kind: str) -> sa.TextClause:
         """SQLite's read of many runs, whatever their number: their rows as one JSON
@@ -767,8 +813,13 @@ class SQLStore:
                ) -> Iterator[tuple[_DriverStatement, Mapping[str, Any],
                                    Sequence[Mapping[str, Any]]]]:
         """The statements reading the runs of ``rows`` (``read_runs``), with their shared
-        parameters and rows: on SQLite, past one run, one ``json_each`` statement for all
-        of them (``_json_each``); otherwise the sized ``kind`` statements (``_chunks``)."""
+        parameters and rows, past one run, one statement for all of them: on PostgreSQL
+        over ``unnest`` of their keys (``_unnest``), on SQLite over ``json_each``
+        (``_json_each``); otherwise the sized ``kind`` statements (``_chunks``)."""
+        if self.name == "postgresql" and len(rows) > 1:
+            params = {key: [row[key] for row in rows] for key in _UNNEST_ARRAYS[kind]}
+            yield self._for(kind, 0), params, ()
+            return
         if self.name == "sqlite" and len(rows) > 1:
             elements = ([row["run_id"] for row in rows] if kind == "checkpointed_facts"
                         else [[row["run_id"], row["seq"]] for row in rows])
@@ -865,9 +916,9 @@ class SQLStore:
     ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
         """``BatchReader.read_runs`` in one transaction: the runs read from their
         checkpoint in one statement with their checkpoints (``checkpointed_facts``), the
-        runs read after a known sequence in another (``facts_after``); one more of
-        either per 64 runs past the first 64, except on SQLite (``_reads``). A lone
-        run's load is one statement."""
+        runs read after a known sequence in another (``facts_after``), whatever the
+        number of runs, except on MariaDB/MySQL: one more of either per 64 runs past the
+        first 64 (``_reads``). A lone run's load is one statement."""
         if not after:
             return {}
         for run_id in after:

@@ -12,6 +12,7 @@ with an older libpq they go one by one, with the same results.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +21,7 @@ from sql_helpers import dispatch, entry, facts, start
 
 from squidie_backends.sql import SQLStore, uninstall
 from squidie_core.errors import AppendConflict
-from squidie_core.storage import Commit, CommitResult
+from squidie_core.storage import Checkpoint, Commit, CommitResult
 
 pytestmark = pytest.mark.postgres
 
@@ -58,6 +59,36 @@ def test_a_batch_reads_by_index_from_a_table_never_analysed(pg_store: SQLStore) 
     # ...which a batch's transaction rules out.
     plan = _plan(pg_store, keys, batch=True)
     assert "Seq Scan" not in plan and "dispatches_key" in plan
+
+
+def _read_plan(store: SQLStore, kind: str, params: dict[str, list[Any]]) -> str:
+    """The plan of ``read_runs``' ``kind`` read over ``params`` in a batch transaction."""
+    sql = store._for(kind, 0).sql
+
+    def body(conn: sa.Connection) -> str:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            return "\n".join(str(row[0]) for row in cursor.fetchall())
+
+    return store._run(body, write=False, batch=True)
+
+
+def test_a_batch_read_of_many_runs_looks_their_keys_up(pg_store: SQLStore) -> None:
+    """``read_runs`` over ``unnest``: every table is reached through its primary key for
+    the runs asked, never scanned whole (a join of the checkpoints to ``unnest`` was
+    hashed over all of them)."""
+    for i in range(400):
+        pg_store.append(f"r{i}", facts(1, 3), 0)
+        if i % 2:
+            pg_store.write_checkpoint(f"r{i}", Checkpoint(2, "cp"))
+    ids = [f"r{i}" for i in range(0, 400, 5)]
+    plan = _read_plan(pg_store, "checkpointed_facts", {"run_id": ids})
+    assert "Hash" not in plan and "Seq Scan" not in plan, plan
+    assert "facts_pkey" in plan and "checkpoints_pkey" in plan and "ANY" in plan, plan
+    plan = _read_plan(pg_store, "facts_after", {"run_id": ids, "seq": [1] * len(ids)})
+    assert "Hash" not in plan and "Seq Scan" not in plan and "facts_pkey" in plan, plan
 
 
 def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
