@@ -91,6 +91,11 @@ class Dialect:
         with conn.begin():
             yield
 
+    def any_of(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+        """``column`` is one of the list bound as ``name``: an ``IN`` list, expanded per
+        execution to one parameter per value."""
+        return column.in_(sa.bindparam(name, expanding=True))
+
     def lock_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
         """Lock the rows a claim selects, skipping rows other claimers hold."""
         return select.with_for_update(skip_locked=True)
@@ -378,6 +383,13 @@ class PostgresDialect(Dialect):
                 with raw.pipeline() if self.pipelines else contextlib.nullcontext():
                     raw.execute("SET LOCAL enable_seqscan = off")
             yield
+
+    def any_of(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+        # One array parameter: the statement's text is the same for any number of values,
+        # so psycopg caches its conversion and the server prepares it (an expanded ``IN``
+        # list of 64 keys is a new text of over 4 KB, which psycopg parses again on
+        # every execution).
+        return column == sa.any_(sa.bindparam(name, type_=pg_dialect.ARRAY(column.type)))
 
     @contextlib.contextmanager
     def install_lock(self, conn: sa.Connection) -> Iterator[None]:

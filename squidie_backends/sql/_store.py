@@ -135,6 +135,8 @@ _ROW_KEYS: dict[str, dict[str, str]] = {
 _UNNEST_ARRAYS: dict[str, tuple[str, ...]] = {
     **{kind: tuple(keys) for kind, keys in _ROW_KEYS.items()},
     "settle": ("b_key", "b_token_hash", "v_event"),
+    "take": ("id", "token_hash", "event"),
+    "fail_others": ("run_id",),
     "facts_after": ("run_id", "seq"),
     "checkpointed_facts": ("run_id",),
 }
@@ -464,7 +466,7 @@ class SQLStore:
         """
         f, r, c, d = (self.tables.facts, self.tables.runs, self.tables.checkpoints,
                       self.tables.dispatches)
-        p = sa.bindparam
+        p, any_of = sa.bindparam, self._dialect.any_of
         head = sa.select(sa.func.max(f.c.seq)).where(f.c.run_id == p("run_id"))
         status = sa.select(r.c.status).where(r.c.run_id == p("run_id"))
         live = sa.and_(
@@ -514,21 +516,21 @@ class SQLStore:
                 lease_expires_at=p("v_expires"), eligible_at=p("v_expires"),
                 history=d.c.history + p("v_event", type_=sa.Text),
             ),
-            "existing_keys": sa.select(d).where(d.c.dkey.in_(p("keys", expanding=True))),
+            "existing_keys": sa.select(d).where(any_of(d.c.dkey, "keys")),
             # The group commit's reads: the settled leases' rows (locked, in key order),
             # the journal heads and the run statuses.
             "lock_settled": self._dialect.lock_update(
                 sa.select(d.c.dkey, d.c.state, d.c.token_hash, d.c.lease_expires_at)
-                .where(d.c.dkey.in_(p("keys", expanding=True))).order_by(d.c.dkey)),
+                .where(any_of(d.c.dkey, "keys")).order_by(d.c.dkey)),
             # One index probe per run for its head (a correlated MAX over the journal's
             # primary key), not a grouped scan.
             "heads_statuses": sa.select(
                 r.c.run_id, r.c.status,
                 sa.select(sa.func.max(f.c.seq)).where(f.c.run_id == r.c.run_id)
                 .scalar_subquery(),
-            ).where(r.c.run_id.in_(p("run_ids", expanding=True))),
+            ).where(any_of(r.c.run_id, "run_ids")),
             "heads": sa.select(f.c.run_id, sa.func.max(f.c.seq))
-            .where(f.c.run_id.in_(p("run_ids", expanding=True))).group_by(f.c.run_id),
+            .where(any_of(f.c.run_id, "run_ids")).group_by(f.c.run_id),
             "level": {False: level(False), True: level(True)},
             "candidates": {False: candidates(False), True: candidates(True)},
         }
@@ -577,17 +579,9 @@ class SQLStore:
                     (d.c.dkey == keys[i], p(f"v_event_{i}", type_=sa.Text))
                     for i in range(n))),
             )
-        if kind == "fail_others":  # of the runs ``run_id`` that ended (at ``v_at``)
-            failed_event = (
-                sa.literal('{"event":"failed","fence":') + sa.cast(d.c.fence, sa.String)
-                + sa.literal(',"at":') + p("v_at", type_=sa.Text)
-                + sa.literal(',"reason":"run_terminal"}\n')
-            )
-            return sa.update(d).where(
-                d.c.run_id.in_([p(f"run_id_{i}", type_=d.c.run_id.type) for i in range(n)]),
-                sa.or_(d.c.state == "pending", d.c.state == "claimed"),
-            ).values(state="failed", reason="run_terminal", lane=None, eligible_at=None,
-                     lease_expires_at=None, history=d.c.history + failed_event)
+        if kind == "fail_others":
+            return self._fail_others(
+                d.c.run_id.in_([p(f"run_id_{i}", type_=d.c.run_id.type) for i in range(n)]))
         if kind == "notify":
             return sa.text("SELECT pg_notify(:channel, :queue)")
         if kind == "checkpointed_facts":
@@ -628,6 +622,20 @@ class SQLStore:
             history=d.c.history + sa.case(
                 *((d.c.id == ids[i], p(f"event_{i}", type_=sa.Text)) for i in range(n))),
         )
+
+    def _fail_others(self, ended: sa.ColumnElement[bool]) -> sa.Update:
+        """Fail the pending and claimed dispatches of the runs that ``ended`` selects,
+        which ended at ``v_at`` (shared)."""
+        d = self.tables.dispatches
+        failed_event = (
+            sa.literal('{"event":"failed","fence":') + sa.cast(d.c.fence, sa.String)
+            + sa.literal(',"at":') + sa.bindparam("v_at", type_=sa.Text)
+            + sa.literal(',"reason":"run_terminal"}\n')
+        )
+        return sa.update(d).where(
+            ended, sa.or_(d.c.state == "pending", d.c.state == "claimed"),
+        ).values(state="failed", reason="run_terminal", lane=None, eligible_at=None,
+                 lease_expires_at=None, history=d.c.history + failed_event)
 
     def _table_of(self, kind: str) -> sa.Table:
         """The table a multi-row write of ``kind`` goes to."""
@@ -710,7 +718,7 @@ class SQLStore:
             chunk = rows[start:start + _SIZED_MAX]
             yield self._for(kind, len(chunk)), chunk
 
-    def _unnest(self, kind: str) -> sa.TextClause:
+    def _unnest(self, kind: str) -> sa.TextClause | sa.Update:
         """PostgreSQL's multi-row write or read of ``kind``: one array parameter per
         column (the ``_UNNEST_ARRAYS``, sent in binary). The arrays' text elements are
         compared ``COLLATE "C"``, the collation of the keys' indexes."""
@@ -723,6 +731,17 @@ class SQLStore:
 
         if kind in _READS:
             return self._unnest_read(kind, name, array)
+        if kind == "fail_others":
+            return self._fail_others(self._dialect.any_of(table.c.run_id, "run_id"))
+        if kind == "take":
+            return sa.text(
+                f"UPDATE {name} SET state = 'claimed', deliveries = {name}.deliveries + 1, "
+                f"fence = {name}.fence + 1, owner_id = :v_owner, token_hash = u.token_hash, "
+                "lease_expires_at = :v_expires, eligible_at = :v_expires, "
+                f"history = {name}.history || u.event "
+                f"FROM unnest({array('id', 'id')}, {array('token_hash', 'token_hash')}, "
+                f"{array('event', 'history')}) AS u(id, token_hash, event) "
+                f"WHERE {name}.id = u.id")
 
         if kind == "settle":
             return sa.text(

@@ -91,6 +91,45 @@ def test_a_batch_read_of_many_runs_looks_their_keys_up(pg_store: SQLStore) -> No
     assert "Hash" not in plan and "Seq Scan" not in plan and "facts_pkey" in plan, plan
 
 
+def test_a_claim_and_group_commit_send_texts_psycopg_caches(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's statements have the same text whatever its size (arrays, not one
+    parameter per row): psycopg parses a text longer than its cache's limit again on
+    every execution, and the server cannot prepare a text that changes with the size."""
+    from psycopg import _queries
+
+    long: list[bytes] = []
+    convert = _queries.PostgresQuery.convert
+
+    def record(self: _queries.PostgresQuery, query: Any, vars: Any) -> None:
+        text = query if isinstance(query, bytes) else str(query).encode()
+        if (len(text) > _queries.MAX_CACHED_STATEMENT_LENGTH
+                or len(vars or ()) > _queries.MAX_CACHED_STATEMENT_PARAMS):
+            long.append(text[:120])
+        convert(self, query, vars)
+
+    monkeypatch.setattr(_queries.PostgresQuery, "convert", record)
+    for size in (7, 64):
+        run_ids = [f"g{size}-{i}" for i in range(size)]
+        for run_id in run_ids:
+            start(pg_store, run_id, dispatch(run_id, "a"))
+        leases = pg_store.claim("w", lease_for=30, limit=size)
+        assert len(leases) == size
+        commits = [
+            Commit(x.dispatch.run_id, 1, facts(2, 1),
+                   entry(x.dispatch.run_id, last_seq=2, status="completed"),
+                   enqueue=[dispatch(x.dispatch.run_id, "b")], settle=x)
+            for x in leases
+        ]
+        assert pg_store.commit_many(commits) == [CommitResult(2)] * size
+        for run_id in run_ids:
+            assert {x.dispatch.step: x.state for x in pg_store.dispatches(run_id)} == {
+                "a": "completed", "b": "failed"}
+    assert long == []
+    assert not {kind for kind, n in pg_store._sized if n > 4}
+
+
 def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
     """``SET LOCAL``: the next transaction on the same pooled connection plans freely."""
     def setting(conn: sa.Connection) -> str:
