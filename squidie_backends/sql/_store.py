@@ -49,6 +49,7 @@ Two commits at the same sequence::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -393,6 +394,8 @@ class SQLStore:
         self._sql = self._prepare()
         #: Statements over ``n`` rows (a batch's runs or leases), built once per size.
         self._sized: dict[tuple[str, int], _DriverStatement] = {}
+        #: PostgreSQL's one-statement forms of inserts sent together (``_one_statement``).
+        self._joined: dict[tuple[str, ...], str] = {}
         try:
             self._open(bool(opts["auto_install"]))
         except BaseException:
@@ -680,15 +683,26 @@ class SQLStore:
         return [_Write(statement, shared, table, on_unique, chunk)
                 for statement, chunk in self._chunks(kind, rows)]
 
-    def _send(self, conn: sa.Connection, writes: Sequence[_Write]) -> None:
+    def _send(self, conn: sa.Connection, writes: Sequence[_Write], *,
+              joined: bool = False) -> None:
         """Execute ``writes`` in order. PostgreSQL sends them in one round trip (a psycopg
         pipeline: the statements queued, their results read once, at the end; libpq 14 or
         newer); the other databases one by one. A unique violation of a write with
-        ``on_unique`` raises what that returns (the transaction is aborted either way)."""
-        if self._dialect.pipelines and len(writes) > 1:
+        ``on_unique`` raises what that returns (the transaction is aborted either way).
+
+        ``joined``: on PostgreSQL, inserts into distinct tables (and at most one
+        ``NOTIFY``) go as one statement (``_one_statement``), which the server executes
+        in a fraction of the time of four.
+        """
+        one = self._one_statement(writes) if joined else None
+        if one is not None or (self._dialect.pipelines and len(writes) > 1):
             raw = conn.connection.driver_connection
             assert raw is not None
             try:
+                if one is not None:
+                    with raw.cursor() as cursor:
+                        cursor.execute(*one)
+                    return
                 with raw.pipeline(), raw.cursor() as cursor:
                     for write in writes:
                         send = cursor.executemany if write.many else cursor.execute
@@ -708,6 +722,39 @@ class SQLStore:
                 if write.on_unique is not None and self._dialect.is_unique_violation(exc):
                     raise write.on_unique() from exc
                 raise
+
+    def _one_statement(self, writes: Sequence[_Write]
+                       ) -> tuple[str, dict[str, Any]] | None:
+        """PostgreSQL: ``writes`` as one statement and its parameters, if they are inserts
+        into distinct tables and at most one ``NOTIFY`` (``None`` otherwise): each insert
+        a data-modifying ``WITH`` query, the ``NOTIFY`` (or ``SELECT 1``) the statement
+        itself, each write's parameters prefixed ``w{i}_``. Every part sees the same
+        snapshot, so no part may depend on another's rows: distinct tables, inserts only
+        (an insert's ``ON CONFLICT`` sees only the rows already committed or its own)."""
+        if self.name != "postgresql" or len(writes) < 2:
+            return None
+        tables = [write.table for write in writes]
+        if (any(write.many for write in writes) or len(set(tables)) != len(tables)
+                or not all(write.table == "" or write.statement.sql.startswith("INSERT ")
+                           for write in writes)):
+            return None
+        key = tuple(write.statement.sql for write in writes)
+        sql = self._joined.get(key)
+        if sql is None:
+            parts, main = [], "SELECT 1"
+            for i, write in enumerate(writes):
+                part = re.sub(r"%\((\w+)\)([sb])", rf"%(w{i}_\1)\2", write.statement.sql)
+                if write.table:
+                    parts.append(f"w{i} AS ({part})")
+                else:
+                    main = part
+            sql = self._joined[key] = f"WITH {', '.join(parts)} {main}"
+        params: dict[str, Any] = {}
+        for i, write in enumerate(writes):
+            values = write.parameters()
+            assert isinstance(values, dict)
+            params.update((f"w{i}_{name}", value) for name, value in values.items())
+        return sql, params
 
     def _chunks(self, kind: str, rows: Sequence[Mapping[str, Any]]
                 ) -> Iterator[tuple[_DriverStatement, Sequence[Mapping[str, Any]]]]:
@@ -1630,7 +1677,7 @@ class SQLStore:
         terminal, check 4)."""
         commit = params.commit
         self._send(conn, self._commit_writes([params], commit.enqueue, self.clock.now(),
-                                             announce=True))
+                                             announce=True), joined=True)
         return CommitResult(len(commit.facts))
 
     def _commit_writes(self, commits: Sequence[_Params], fresh: Sequence[Dispatch],

@@ -130,6 +130,38 @@ def test_a_claim_and_group_commit_send_texts_psycopg_caches(
     assert not {kind for kind, n in pg_store._sized if n > 4}
 
 
+def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run's first commit sends its inserts (facts, dispatch, run row, checkpoint)
+    and the wake-up as one statement; a unique key it meets still means what it means
+    apart (a resend is a replay, a journal already there a conflict)."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    commit = Commit("new", 0, facts(1, 2), entry("new", last_seq=2),
+                    enqueue=[dispatch("new", "a")], checkpoint=Checkpoint(2, "state@2"))
+    assert pg_store.commit(commit) == CommitResult(2)
+    assert len(sent) == 1 and sent[0].startswith("WITH ") and "pg_notify" in sent[0]
+    assert pg_store.read("new") == facts(1, 2)
+    assert pg_store.get_run("new") == entry("new", last_seq=2)
+    assert pg_store.read_checkpoint("new") == Checkpoint(2, "state@2")
+    assert [x.state for x in pg_store.dispatches("new")] == ["available"]
+    assert pg_store.claim("w", lease_for=30)[0].dispatch.key == dispatch("new", "a").key
+
+    assert pg_store.commit(commit) == CommitResult(2, replayed=True)
+    pg_store.append("taken", facts(1, 1), 0)
+    with pytest.raises(AppendConflict) as raised:
+        pg_store.commit(Commit("taken", 0, facts(1, 1, other=True), entry("taken", last_seq=1)))
+    assert raised.value.actual_seq == 1
+    assert pg_store.get_run("taken") is None
+
+
 def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
     """``SET LOCAL``: the next transaction on the same pooled connection plans freely."""
     def setting(conn: sa.Connection) -> str:
