@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from squidie_core.storage import Commit, Dispatch, Fact, Lease, RunEntry
+from squidie_core.storage import Checkpoint, Commit, CommitResult, Dispatch, Fact, Lease, RunEntry
 
 T0 = 1_700_000_000.0
 
@@ -43,3 +43,27 @@ def settle(store: Any, lease: Lease, expected: int, *, status: str = "running",
                                facts=facts(expected + 1, n, **body),
                                run=entry(run_id, status, last_seq=expected + n),
                                enqueue=list(enqueue), settle=lease))
+
+
+def end_group(store: Any, size: int) -> None:
+    """Start ``size`` runs, claim their first dispatches in one claim and group-commit
+    them as their last step (each enqueueing a second dispatch, which the end of its
+    run fails); check what each run was left with."""
+    run_ids = [f"g{size}-{i}" for i in range(size)]
+    for run_id in run_ids:
+        start(store, run_id, dispatch(run_id, "a"))
+    leases = store.claim("w", lease_for=30, limit=size)
+    assert len(leases) == size
+    commits = [
+        Commit(x.dispatch.run_id, 1, facts(2, 1),
+               entry(x.dispatch.run_id, last_seq=2, status="completed"),
+               enqueue=[dispatch(x.dispatch.run_id, "b")], settle=x,
+               checkpoint=Checkpoint(2, "state@2"))
+        for x in leases
+    ]
+    assert store.commit_many(commits) == [CommitResult(2)] * size
+    for run_id in run_ids:
+        assert store.get_run(run_id) == entry(run_id, "completed", last_seq=2)
+        assert store.read_checkpoint(run_id) == Checkpoint(2, "state@2")
+        assert {x.dispatch.step: x.state for x in store.dispatches(run_id)} == {
+            "a": "completed", "b": "failed"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sql_helpers import dispatch, entry, facts, settle, start
+from sql_helpers import dispatch, end_group, entry, facts, settle, start
 
 from squidie_backends.sql import SQLStore
 from squidie_core import ManualClock
@@ -207,24 +207,7 @@ def test_a_group_compiles_no_statement_per_row_count_where_the_driver_batches(
     # ``executemany``, so groups of 7 and 9 rows build no statement of 7 or 9 rows.
     many_rows = sql_store._dialect.many_rows
     for size in (7, 9):
-        run_ids = [f"g{size}-{i}" for i in range(size)]
-        for run_id in run_ids:
-            start(sql_store, run_id, dispatch(run_id, "a"))
-        leases = sql_store.claim("w", lease_for=30, limit=size)
-        assert len(leases) == size
-        commits = [
-            Commit(x.dispatch.run_id, 1, facts(2, 1),
-                   entry(x.dispatch.run_id, last_seq=2, status="completed"),
-                   enqueue=[dispatch(x.dispatch.run_id, "b")], settle=x,
-                   checkpoint=Checkpoint(2, "state@2"))
-            for x in leases
-        ]
-        assert sql_store.commit_many(commits) == [CommitResult(2)] * size
-        for run_id in run_ids:
-            assert sql_store.get_run(run_id) == entry(run_id, "completed", last_seq=2)
-            assert sql_store.read_checkpoint(run_id) == Checkpoint(2, "state@2")
-            assert {x.dispatch.step: x.state for x in sql_store.dispatches(run_id)} == {
-                "a": "completed", "b": "failed"}
+        end_group(sql_store, size)
     sized = {kind for kind, n in sql_store._sized if n > 1}
     assert not sized & many_rows
     if sql_store.name == "sqlite":

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sql_helpers import dispatch, entry, facts, start
+from sql_helpers import dispatch, end_group, entry, facts, start
 
 from squidie_backends.sql import SQLStore, uninstall
 from squidie_core.errors import AppendConflict
@@ -111,21 +111,7 @@ def test_a_claim_and_group_commit_send_texts_psycopg_caches(
 
     monkeypatch.setattr(_queries.PostgresQuery, "convert", record)
     for size in (7, 64):
-        run_ids = [f"g{size}-{i}" for i in range(size)]
-        for run_id in run_ids:
-            start(pg_store, run_id, dispatch(run_id, "a"))
-        leases = pg_store.claim("w", lease_for=30, limit=size)
-        assert len(leases) == size
-        commits = [
-            Commit(x.dispatch.run_id, 1, facts(2, 1),
-                   entry(x.dispatch.run_id, last_seq=2, status="completed"),
-                   enqueue=[dispatch(x.dispatch.run_id, "b")], settle=x)
-            for x in leases
-        ]
-        assert pg_store.commit_many(commits) == [CommitResult(2)] * size
-        for run_id in run_ids:
-            assert {x.dispatch.step: x.state for x in pg_store.dispatches(run_id)} == {
-                "a": "completed", "b": "failed"}
+        end_group(pg_store, size)
     assert long == []
     assert not {kind for kind, n in pg_store._sized if n > 4}
 
