@@ -146,6 +146,9 @@ _UNNEST_ARRAYS: dict[str, tuple[str, ...]] = {
 #: and SQLite (``SQLStore._reads``).
 _READS = ("facts_after", "checkpointed_facts")
 
+#: The journal's columns a batch read selects, of the facts table aliased ``f``.
+_FACT_COLUMNS = "f.run_id, f.seq, f.type, f.at, f.body"
+
 #: PostgreSQL writes more rows than this with ``unnest`` (fewer: a ``VALUES`` list, which
 #: psycopg sends without dumping arrays).
 _UNNEST_FROM = 4
@@ -769,15 +772,15 @@ class SQLStore:
         """PostgreSQL's multi-row write or read of ``kind``: one array parameter per
         column (the ``_UNNEST_ARRAYS``, sent in binary). The arrays' text elements are
         compared ``COLLATE "C"``, the collation of the keys' indexes."""
+        if kind in _READS:
+            return self._unnest_read(kind)
         preparer = self._engine.dialect.identifier_preparer
-        table = self.tables.facts if kind in _READS else self._table_of(kind)
+        table = self._table_of(kind)
         name = preparer.format_table(table)
 
         def array(key: str, column: str) -> str:
-            return f"CAST(:{key} AS {self._type_of(table.c[column])}[])"
+            return self._array(key, table.c[column])
 
-        if kind in _READS:
-            return self._unnest_read(kind, name, array)
         if kind == "fail_others":
             return self._fail_others(self._dialect.any_of(table.c.run_id, "run_id"))
         if kind == "take":
@@ -817,8 +820,11 @@ class SQLStore:
         """``column``'s SQL type on the store's dialect, without its collation."""
         return str(column.type.compile(dialect=self._engine.dialect)).split(" COLLATE ")[0]
 
-    def _unnest_read(self, kind: str, facts: str,
-                     array: Callable[[str, str], str]) -> sa.TextClause:
+    def _array(self, key: str, column: sa.Column[Any]) -> str:
+        """The array parameter ``key`` of ``column``'s type (PostgreSQL's ``unnest``)."""
+        return f"CAST(:{key} AS {self._type_of(column)}[])"
+
+    def _unnest_read(self, kind: str) -> sa.TextClause:
         """PostgreSQL's read of many runs (``_unnest``): ``facts_after`` takes the arrays
         ``run_id`` and ``seq``, ``checkpointed_facts`` ``run_id``.
 
@@ -827,18 +833,19 @@ class SQLStore:
         PostgreSQL has no statistics for yet is hashed whole. The checkpoints are looked
         up by ``= ANY``, an index scan of the keys given.
         """
-        run_ids = array("run_id", "run_id")
-        columns = "f.run_id, f.seq, f.type, f.at, f.body"
+        c, f = self.tables.checkpoints, self.tables.facts
+        preparer = self._engine.dialect.identifier_preparer
+        facts, checkpoints = preparer.format_table(f), preparer.format_table(c)
+        run_ids, columns = self._array("run_id", f.c.run_id), _FACT_COLUMNS
 
         def per_run(bound: str) -> str:
             return (f"CROSS JOIN LATERAL (SELECT {columns} FROM {facts} AS f "
                     f'WHERE f.run_id = u.run_id COLLATE "C" AND f.seq > {bound} OFFSET 0) AS f')
 
         if kind == "facts_after":
-            return sa.text(f"SELECT {columns} FROM unnest({run_ids}, {array('seq', 'seq')}) "
-                           f"AS u(run_id, seq) {per_run('u.seq')}")
-        c, f = self.tables.checkpoints, self.tables.facts
-        checkpoints = self._engine.dialect.identifier_preparer.format_table(c)
+            return sa.text(
+                f"SELECT {columns} FROM unnest({run_ids}, {self._array('seq', f.c.seq)}) "
+                f"AS u(run_id, seq) {per_run('u.seq')}")
         fact_types = [f"CAST(NULL AS {self._type_of(f.c[column])})"
                       for column in ("seq", "type", "at", "body")]
         checkpoint_seq = (f"coalesce((SELECT c.seq FROM {checkpoints} AS c "
@@ -858,7 +865,7 @@ class SQLStore:
         preparer = self._engine.dialect.identifier_preparer
         facts = preparer.format_table(self.tables.facts)
         checkpoints = preparer.format_table(self.tables.checkpoints)
-        columns = "f.run_id, f.seq, f.type, f.at, f.body"
+        columns = _FACT_COLUMNS
         if kind == "facts_after":
             return sa.text(
                 f"SELECT {columns} FROM json_each(:runs) AS j CROSS JOIN {facts} AS f "
