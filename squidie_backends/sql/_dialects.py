@@ -91,6 +91,15 @@ class Dialect:
         with conn.begin():
             yield
 
+    @contextlib.contextmanager
+    def autocommit(self, conn: sa.Connection) -> Iterator[None]:
+        """Inside a transaction not yet started at the server: each statement of the
+        block commits on its own, saving the ``BEGIN`` and ``COMMIT`` round trips, and
+        the enclosing transaction's commit is then a no-op (default: no change, the
+        statements run in the transaction). For a block of one statement, or of reads
+        that need no more than ``READ COMMITTED`` gives each statement."""
+        yield
+
     def any_of(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
         """``column`` is one of the list bound as ``name``: an ``IN`` list, expanded per
         execution to one parameter per value."""
@@ -370,6 +379,13 @@ class PostgresDialect(Dialect):
     def transaction(self, conn: sa.Connection, *, write: bool,
                     batch: bool = False) -> Iterator[None]:
         with conn.begin():
+            if not write and not batch:
+                # A read of one or two statements: in READ COMMITTED each statement
+                # reads its own snapshot inside a transaction too, so autocommit changes
+                # nothing it sees and saves two round trips of three.
+                with self.autocommit(conn):
+                    yield
+                return
             if batch:
                 # A batch looks up 16 or more keys by index (`key IN (...)`). Until
                 # autovacuum first analyses a table, PostgreSQL has no statistics and
@@ -383,6 +399,24 @@ class PostgresDialect(Dialect):
                 with raw.pipeline() if self.pipelines else contextlib.nullcontext():
                     raw.execute("SET LOCAL enable_seqscan = off")
             yield
+
+    @contextlib.contextmanager
+    def autocommit(self, conn: sa.Connection) -> Iterator[None]:
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        if raw is None or raw.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield  # a statement ran already: the rest joins its transaction
+            return
+        raw.autocommit = True
+        try:
+            yield
+        finally:
+            try:
+                raw.autocommit = False
+            except psycopg.Error:
+                # Broken mid-statement: never back to the pool in autocommit.
+                conn.invalidate()
 
     def any_of(self, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
         # One array parameter: the statement's text is the same for any number of values,

@@ -703,7 +703,9 @@ class SQLStore:
             assert raw is not None
             try:
                 if one is not None:
-                    with raw.cursor() as cursor:
+                    # First in its transaction (a start), one statement commits alone:
+                    # one round trip instead of BEGIN, the statement and COMMIT.
+                    with self._dialect.autocommit(conn), raw.cursor() as cursor:
                         cursor.execute(*one)
                     return
                 with raw.pipeline(), raw.cursor() as cursor:

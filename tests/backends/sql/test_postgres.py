@@ -116,12 +116,27 @@ def test_a_claim_and_group_commit_send_texts_psycopg_caches(
     assert not {kind for kind, n in pg_store._sized if n > 4}
 
 
+def _commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The transaction commands (``BEGIN``, ``COMMIT``, ``ROLLBACK``) psycopg sends from
+    now on, each a round trip of its own outside a pipeline."""
+    sent: list[str] = []
+    exec_command = psycopg.Connection._exec_command
+
+    def record(self: psycopg.Connection[Any], command: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(bytes(command).decode().split()[0])
+        return exec_command(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "_exec_command", record)
+    return sent
+
+
 def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
     pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new run's first commit sends its inserts (facts, dispatch, run row, checkpoint)
-    and the wake-up as one statement; a unique key it meets still means what it means
-    apart (a resend is a replay, a journal already there a conflict)."""
+    and the wake-up as one statement, which commits on its own: one round trip, no
+    ``BEGIN`` or ``COMMIT``. A unique key it meets still means what it means apart (a
+    resend is a replay, a journal already there a conflict)."""
     sent: list[str] = []
     execute = psycopg.Cursor.execute
 
@@ -130,10 +145,12 @@ def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    commands = _commands(monkeypatch)
     commit = Commit("new", 0, facts(1, 2), entry("new", last_seq=2),
                     enqueue=[dispatch("new", "a")], checkpoint=Checkpoint(2, "state@2"))
     assert pg_store.commit(commit) == CommitResult(2)
     assert len(sent) == 1 and sent[0].startswith("WITH ") and "pg_notify" in sent[0]
+    assert commands == []
     assert pg_store.read("new") == facts(1, 2)
     assert pg_store.get_run("new") == entry("new", last_seq=2)
     assert pg_store.read_checkpoint("new") == Checkpoint(2, "state@2")
@@ -146,6 +163,61 @@ def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
         pg_store.commit(Commit("taken", 0, facts(1, 1, other=True), entry("taken", last_seq=1)))
     assert raised.value.actual_seq == 1
     assert pg_store.get_run("taken") is None
+
+
+def test_a_lone_read_commits_each_statement_alone(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that is not a batch runs in autocommit: no ``BEGIN`` or ``COMMIT`` round
+    trips (in READ COMMITTED each statement reads its own snapshot either way), and the
+    connection goes back to the pool in transactions, so a write after it is still
+    atomic."""
+    start(pg_store, "r1", dispatch("r1"), count=3)
+    pg_store.write_checkpoint("r1", Checkpoint(2, "state@2"))
+    commands = _commands(monkeypatch)
+    assert pg_store.read_runs({"r1": None}) == {"r1": (Checkpoint(2, "state@2"), facts(3, 1))}
+    assert pg_store.read_runs({"r1": 1}) == {"r1": (None, facts(2, 2))}
+    assert pg_store.read("r1") == facts(1, 3)
+    assert pg_store.get_run("r1") == entry("r1", last_seq=3)
+    assert commands == []
+
+    def autocommit(conn: sa.Connection) -> bool:
+        return bool(conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+
+    assert pg_store._run(autocommit, write=False) is True
+    assert pg_store._run(autocommit, write=True) is False
+    assert pg_store._run(autocommit, write=False, batch=True) is False
+
+    def half_written(conn: sa.Connection) -> None:
+        start(pg_store, "unused", dispatch("unused"))  # its own transaction
+        conn.exec_driver_sql(f"DELETE FROM {pg_store.tables.facts.name}")
+        raise RuntimeError("the body fails after a write")
+
+    with pytest.raises(RuntimeError):
+        pg_store._run(half_written, write=True)
+    assert pg_store.read("r1") == facts(1, 3)  # the delete was rolled back
+
+
+def test_a_read_whose_connection_dies_leaves_no_autocommit_connection_behind(
+    pg_store: SQLStore
+) -> None:
+    """The server ends the connection in the middle of an autocommitted read: the read
+    is retried on a new connection, and the broken one is discarded, not pooled."""
+    start(pg_store, "r1", dispatch("r1"))
+    killed: list[int] = []
+
+    def body(conn: sa.Connection) -> list[int]:
+        if not killed:
+            killed.append(1)
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        return [int(conn.exec_driver_sql("SELECT 1").scalar_one())]
+
+    assert pg_store._run(body, write=False) == [1]
+    for _ in range(8):  # every pooled connection, in turn
+        assert pg_store._run(
+            lambda conn: conn.connection.driver_connection.autocommit,  # type: ignore[union-attr]
+            write=True) is False
+    assert pg_store.read("r1") == facts(1, 1)
 
 
 def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
