@@ -40,7 +40,9 @@ Keys (``<q>``, ``<run>``, ``<wf>`` are percent-encoded, see ``encode``)::
 (``sortable_time``), so a lexicographic range is a (created_at, run id) range.
 
 The three un-tagged keys are single-key commands (``SET NX``, ``SADD``, ``GET``), issued
-before the script that needs them; they may live on any shard.
+before the script that needs them; they may live on any shard. The exception, on a
+standalone server: a run's first commit from a client claims ``home:<run>`` inside
+``commit.lua`` (one round trip instead of two); see ``RedisStore._home_in_script``.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class Code(IntEnum):
     NEED_QUEUES = -7
     REINDEX = -8
     NOT_DEAD = -9
+    OTHER_HOME = -10
 
 
 def _read(path: str) -> str:
@@ -220,13 +221,16 @@ class Scripts:
         terminal: bool,
         checkpoint: tuple[int, str] | None,
         old_workflow: str,
+        home_key: str | None = None,
     ) -> tuple[list[str], list[Any]]:
         """``commit.lua``'s keys and arguments: ``run_keys`` are KEYS[1..11]; ``groups``
-        (queue, 7 keys) follow. Everything but the clock offset goes as one JSON
-        argument."""
+        (queue, 7 keys) follow, then ``home_key`` if the commit claims the run's home.
+        Everything but the clock offset goes as one JSON argument."""
         keys = list(run_keys)
         for _, group_keys in groups:
             keys.extend(group_keys)
+        if home_key is not None:
+            keys.append(home_key)
         request: dict[str, Any] = {
             "run": run_id, "expected": expected, "facts": facts,
             "enqueue": [[d.key, d.group, d.intent, d.json, d.delay_us, d.max_deliveries]
@@ -239,6 +243,8 @@ class Scripts:
             request["settle"] = settle
         if checkpoint is not None:
             request["checkpoint"] = checkpoint
+        if home_key is not None:
+            request["claim_home"] = True
         return keys, [offset_us, _REQUEST.encode(request)]
 
     def enqueue(

@@ -164,17 +164,29 @@ def _version(text: str) -> tuple[int, ...]:
 
 class _CommitRequest:
     """The arguments of one ``commit.lua`` call, updated by the replies asking for another
-    try (a queue whose keys were not passed, an index entry under another workflow)."""
+    try (a queue whose keys were not passed, an index entry under another workflow, the
+    run homed in another queue than the one its first write here claimed)."""
 
-    def __init__(self, store: RedisStore, commit: Commit, *, home: str,
-                 groups: dict[str, int], facts: list[str], row: str) -> None:
+    def __init__(self, store: RedisStore, commit: Commit, *, home: str, claim_home: bool,
+                 facts: list[str], row: str) -> None:
         self.store = store
         self.commit = commit
-        self.home = home
-        self.groups = groups
+        self.claim_home = claim_home
         self.facts = facts
         self.row = row
         self.old_workflow = commit.run.workflow
+        self._home_at(home)
+
+    def _home_at(self, home: str) -> None:
+        """Group 1 is the run's home queue; then the queues of the settled lease and of
+        the dispatches (every one registered)."""
+        commit = self.commit
+        self.home = home
+        self.groups = {home: 1}
+        settle_queue = commit.settle.dispatch.queue if commit.settle else None
+        for q in ([settle_queue] if settle_queue else []) + [d.queue for d in commit.enqueue]:
+            self.groups.setdefault(q, len(self.groups) + 1)
+        self.store._register(*self.groups)
 
     def arguments(self) -> dict[str, Any]:
         commit, run, store = self.commit, self.commit.run, self.store
@@ -206,11 +218,21 @@ class _CommitRequest:
             "checkpoint": ((commit.checkpoint.seq, commit.checkpoint.data)
                            if commit.checkpoint else None),
             "old_workflow": self.old_workflow,
+            "home_key": store._keys.home(commit.run_id) if self.claim_home else None,
         }
 
     def needs_another_try(self, reply: Sequence[Any]) -> bool:
-        """Whether ``reply`` asks for the call again (with the arguments updated)."""
+        """Whether ``reply`` asks for the call again (with the arguments updated). Any
+        reply of the script means its claim of the run's home is done: the home is
+        remembered, and not claimed again."""
         code = Code(reply[0])
+        if self.claim_home:
+            self.claim_home = False
+            if code == Code.OTHER_HOME:
+                self._home_at(str(reply[1]))
+            self.store._remember_home(self.commit.run_id, self.home)
+        if code == Code.OTHER_HOME:
+            return True
         if code == Code.NEED_QUEUES:
             for q in reply[1:]:
                 self.groups.setdefault(str(q), len(self.groups) + 1)
@@ -251,6 +273,11 @@ class RedisStore:
         self._keys = Keys(config.namespace)
         self._closed = False
         self._homes: dict[str, str] = {}
+        #: A run's first commit claims its home inside ``commit.lua`` (one round trip).
+        #: The home key has no queue's hash tag, so on Redis Cluster, which this store
+        #: does not open yet, the claim would be a ``SET NX`` of its own first (``False``;
+        #: the slot tests run both).
+        self._home_in_script = True
         self._registered: set[str] = set()
         self._lock = threading.Lock()
         retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=config.retry_backoff_cap),
@@ -881,9 +908,8 @@ class RedisStore:
         """
         self._check_open()
         results: list[CommitResult | SquidieError | None] = [None] * len(commits)
-        sent: list[tuple[int, Commit]] = []
+        sent: list[tuple[int, _CommitRequest]] = []
         with self._errors():
-            self._load_homes([c.run_id for c in commits])
             pipe = self._client.pipeline(transaction=False)
             for index, commit in enumerate(commits):
                 try:
@@ -896,12 +922,12 @@ class RedisStore:
                     results[index] = exc
                     continue
                 self._scripts.queue_commit(pipe, **request.arguments())
-                sent.append((index, commit))
+                sent.append((index, request))
             replies = pipe.execute(raise_on_error=False) if sent else []
-        for (index, commit), reply in zip(sent, replies, strict=True):
+        for (index, request), reply in zip(sent, replies, strict=True):
+            commit = request.commit
             try:
-                if isinstance(reply, Exception) or Code(reply[0]) in (Code.NEED_QUEUES,
-                                                                      Code.REINDEX):
+                if isinstance(reply, Exception) or request.needs_another_try(reply):
                     results[index] = self.commit(commit)
                 else:
                     results[index] = self._commit_result(commit, reply)
@@ -910,15 +936,14 @@ class RedisStore:
         return [r for r in results if r is not None]
 
     def _commit_request(self, commit: Commit, facts: list[str], row: str) -> _CommitRequest:
-        """Everything ``commit.lua`` needs for ``commit`` (may register queues)."""
-        run = commit.run
-        home = self._home_for_write(commit.run_id, run.queue)
-        groups: dict[str, int] = {home: 1}
-        settle_queue = commit.settle.dispatch.queue if commit.settle else None
-        for q in ([settle_queue] if settle_queue else []) + [d.queue for d in commit.enqueue]:
-            groups.setdefault(q, len(groups) + 1)
-        self._register(*groups)
-        return _CommitRequest(self, commit, home=home, groups=groups, facts=facts, row=row)
+        """Everything ``commit.lua`` needs for ``commit`` (may register queues). A run whose
+        home this store does not know yet (its first write: a start) has the script claim
+        it for the run's queue, in the same round trip."""
+        home = self._homes.get(commit.run_id)
+        if home is None and not self._home_in_script:
+            home = self._home_for_write(commit.run_id, commit.run.queue)
+        return _CommitRequest(self, commit, home=home or commit.run.queue,
+                              claim_home=home is None, facts=facts, row=row)
 
     def _commit_result(self, commit: Commit, reply: Sequence[Any]) -> CommitResult:
         """``commit.lua``'s final reply as a result, or the error it stands for."""

@@ -20,6 +20,7 @@
 -- KEYS[11]  index ZSET of the previously indexed workflow, by status
 -- KEYS[12 + 7*(j-1) .. 18 + 7*(j-1)]  queue group j (see common.lua); group 1 is the
 --           run's home queue, then the queues of the settled lease and of the dispatches
+-- KEYS[#KEYS] the run's home STRING, last, only with claim_home (below)
 --
 -- ARGV[1]   the store clock's test offset (µs)
 -- ARGV[2]   the commit, one JSON object (one argument instead of some fifty: redis-py
@@ -31,7 +32,8 @@
 --             (the index row JSON), status, workflow, member ("<created>|<run>"),
 --             terminal (boolean), checkpoint ([seq, data]; absent: none), old_workflow
 --             (the previously indexed workflow), queues (the queue groups' names, in
---             order)
+--             order), claim_home (true: the client does not know the run's home yet;
+--             the script claims it for group 1's queue, SET NX, before anything else)
 --
 -- Returns:
 --   {0, head}          OK: written; head is the journal's new last sequence
@@ -44,7 +46,9 @@
 --                      whose groups were not passed; resend with them
 --   {-8, workflow}     REINDEX: the run is indexed under this other workflow; resend with
 --                      its index keys as KEYS[10..11]
--- Nothing is written unless the reply is {0, head}.
+--   {-10, home}        OTHER_HOME: the run's home is this other queue; resend with its keys
+-- Nothing is written unless the reply is {0, head}, except the home claim_home claims
+-- (once, for good, as the client's own SET NX of a run's home did before).
 
 --! include common
 
@@ -71,6 +75,14 @@ for j, name in ipairs(c.queues) do
 end
 local home = groups[1].name
 local journal, rd = KEYS[1], KEYS[5]
+
+-- 0. a run's first write from this client: its home, claimed here saving a round trip.
+-- A single-key SET of an untagged key: on Redis Cluster this would be the client's own
+-- SET NX before the script, as before (see docs/backends/redis.md).
+if c.claim_home then
+  local found = redis.call('SET', KEYS[#KEYS], home, 'NX', 'GET')
+  if found and found ~= home then return {E_OTHER_HOME, found} end
+end
 
 local now = now_us(ARGV[1])
 

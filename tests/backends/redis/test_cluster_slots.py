@@ -24,14 +24,28 @@ from squidie_core.storage import Checkpoint, Dispatch
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def slots(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Fail any script call whose keys span several slots; count calls per script."""
+@pytest.fixture(params=["standalone", "cluster"])
+def slots(store: RedisStore, monkeypatch: pytest.MonkeyPatch,
+          request: pytest.FixtureRequest) -> Counter[str]:
+    """Fail any script call whose keys span several slots; count calls per script.
+
+    On a standalone server (the store's default) a run's first commit also claims the
+    run's home, an untagged single key passed last; with the Cluster path the store
+    claims it with a command of its own first, and every call is one slot."""
     calls: Counter[str] = Counter()
     original = store._scripts.call
+    standalone = request.param == "standalone"
+    if not standalone:
+        monkeypatch.setattr(store, "_home_in_script", False)
+    home = store._keys.home("")
 
     def checked(name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        used = {key_slot(k.encode()) for k in keys}
+        tagged = keys
+        if name == "commit" and keys[-1].startswith(home):
+            assert standalone, "commit.lua claimed a run's home on the Cluster path"
+            calls["home claimed"] += 1
+            tagged = keys[:-1]
+        used = {key_slot(k.encode()) for k in tagged}
         assert len(used) == 1, f"{name}.lua touches {len(used)} slots: {keys}"
         calls[name] += 1
         return original(name, keys, args)
@@ -78,7 +92,9 @@ def test_every_script_of_the_runtime_flows_touches_one_slot(
     assert engine.inspect_run(start.run_id)["status"] == "started"
     from squidie_backends.redis._scripts import SCRIPT_NAMES
 
-    assert set(slots) == set(SCRIPT_NAMES)
+    assert set(slots) - {"home claimed"} == set(SCRIPT_NAMES)
+    # The five starts' first commits claimed their homes in the script, or none did.
+    assert slots["home claimed"] == (5 if store._home_in_script else 0)
 
 
 def test_a_run_and_its_queue_share_one_slot(store: RedisStore) -> None:

@@ -259,3 +259,48 @@ def test_every_state_change_survives_a_lost_reply(
     assert store.read_checkpoint("r") == Checkpoint(1, "cp")
     assert store.get_run("r") is not None and store.get_run("r").status == "completed"  # type: ignore[union-attr]
     lossy.close()
+
+
+def test_a_start_is_one_round_trip_and_claims_the_runs_home(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's first commit claims its home queue inside ``commit.lua``: one command
+    sent, and the home is there for any other client to find."""
+    sent: list[str] = []
+    execute = store._client.execute_command
+
+    def record(*args: object, **kwargs: object) -> object:
+        sent.append(str(args[0]))
+        return execute(*args, **kwargs)
+
+    store.commit(commit("q", 0, queue="reports"))  # the queue registered (once a store)
+    monkeypatch.setattr(store._client, "execute_command", record)
+    store.commit(commit("r", 0, queue="reports", enqueue=[dispatch("r", queue="reports")]))
+    assert sent == ["EVALSHA"]
+    assert store._client.get(store._keys.home("r")) == "reports"
+
+
+def test_a_first_commit_here_of_a_run_homed_elsewhere_goes_to_its_home(
+    open_store: Callable[..., RedisStore]
+) -> None:
+    """A client that does not know a run yet claims the home its commit names; the run's
+    real home wins, the commit is sent again with that home's keys, and nothing is
+    written under the home it named."""
+    first = open_store()
+    first.commit(commit("r", 0, queue="reports", enqueue=[dispatch("r", queue="reports")]))
+    other = open_store()
+    # A commit naming another queue for the run (possible through the raw store API):
+    # the run is found where it lives, and the journal moves on there.
+    assert other.commit(commit("r", 1, queue="default")).last_seq == 2
+    assert [f.seq for f in first.read("r")] == [1, 2]
+    assert other._client.get(other._keys.home("r")) == "reports"
+    assert not other._client.exists(other._queue("default").journal("r"))
+    # A start of the same run from a third client is the conflict it is, at its home.
+    with pytest.raises(AppendConflict) as raised:
+        open_store().commit(commit("r", 0, queue="default", kind="other"))
+    assert raised.value.actual_seq == 2
+    assert not other._client.exists(other._queue("default").journal("r"))
+    # The same through the group commit, from a client that knows nothing.
+    [result] = open_store().commit_many([commit("r", 2, queue="default")])
+    assert not isinstance(result, Exception) and result.last_seq == 3
+    assert [f.seq for f in first.read("r")] == [1, 2, 3]

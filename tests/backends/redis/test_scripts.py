@@ -56,7 +56,7 @@ def test_return_codes_match_the_lua_constants() -> None:
              "E_LEASE_NOT_CURRENT": "LEASE_NOT_CURRENT", "E_LEASE_EXPIRED": "LEASE_EXPIRED",
              "E_APPEND_CONFLICT": "APPEND_CONFLICT", "E_RUN_TERMINAL": "RUN_TERMINAL",
              "E_IDEMPOTENCY": "IDEMPOTENCY_CONFLICT", "E_NEED_QUEUES": "NEED_QUEUES",
-             "E_REINDEX": "REINDEX", "E_NOT_DEAD": "NOT_DEAD"}
+             "E_REINDEX": "REINDEX", "E_NOT_DEAD": "NOT_DEAD", "E_OTHER_HOME": "OTHER_HOME"}
     assert {names[k]: int(v) for k, v in found.items()} == {c.name: c.value for c in Code}
 
 

@@ -40,6 +40,7 @@ local E_IDEMPOTENCY = -6
 local E_NEED_QUEUES = -7
 local E_REINDEX = -8
 local E_NOT_DEAD = -9
+local E_OTHER_HOME = -10
 
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 
