@@ -28,18 +28,24 @@ def _refuse(value: Any) -> Any:
 # a circular value is found by the recursion limit instead of the markers dict, and is
 # reported as the same ``ValueError``; nothing is left behind by a failed encode.
 _c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_encode: Any = (
-    _c_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False)
-    if _c_encoder is not None else None)
-_fallback = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: By ``sort_keys``: the C encoder (``None`` without it) and the pure Python one.
+_encoders: dict[bool, tuple[Any, json.JSONEncoder]] = {
+    sort: (_c_encoder(None, _refuse, encode_basestring, None, ":", ",", sort, False, False)
+           if _c_encoder is not None else None,
+           json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            sort_keys=sort))
+    for sort in (False, True)
+}
 
 
-def dumps(value: Any) -> str:
-    """Encode compactly; raises ``ValueError``/``TypeError`` for non-JSON values."""
-    if _encode is None:
-        return _fallback.encode(value)
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """Encode compactly (``sort_keys``: canonically, every object's keys in order);
+    raises ``ValueError``/``TypeError`` for non-JSON values."""
+    encode, fallback = _encoders[sort_keys]
+    if encode is None:
+        return fallback.encode(value)
     try:
-        return "".join(_encode(value, 0))
+        return "".join(encode(value, 0))
     except RecursionError:
         raise ValueError("Circular reference detected (or nested too deeply)") from None
 

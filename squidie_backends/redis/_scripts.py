@@ -15,7 +15,6 @@ Replies are ``[code, ...]``; negative codes are failures mapped to ``Code`` and 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from importlib import resources
 from typing import Any
 
 import redis
+
+from squidie_core import _json
 
 __all__ = ["SCRIPT_NAMES", "Claimed", "Code", "DispatchArgs", "Scripts", "load_sources"]
 
@@ -48,7 +49,6 @@ SCRIPT_NAMES = (
 )
 
 # A script's request document (strings are sent as they are: UTF-8, no escaping).
-_REQUEST = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 _INCLUDE = re.compile(r"^--! include ([a-z_]+)\s*$", re.MULTILINE)
 
@@ -245,7 +245,7 @@ class Scripts:
             request["checkpoint"] = checkpoint
         if home_key is not None:
             request["claim_home"] = True
-        return keys, [offset_us, _REQUEST.encode(request)]
+        return keys, [offset_us, _json.dumps(request)]
 
     def enqueue(
         self,

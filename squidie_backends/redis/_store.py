@@ -73,6 +73,7 @@ from squidie_backends.redis._config import RedisConfig
 from squidie_backends.redis._errors import map_errors
 from squidie_backends.redis._keys import LAYOUT_VERSION, Keys, QueueKeys, index_member
 from squidie_backends.redis._scripts import Claimed, Code, DispatchArgs, Scripts
+from squidie_core import _json
 from squidie_core._clock import Clock
 from squidie_core.errors import (
     AppendConflict,
@@ -131,9 +132,6 @@ DEFAULT_QUEUE = "default"
 _CLAIM_BATCH = 500
 _HOMES_CACHE = 200_000
 
-_CANONICAL = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
-)
 
 _LEASE_DETAIL = {
     Code.LEASE_UNKNOWN: "unknown dispatch",
@@ -144,7 +142,7 @@ _LEASE_DETAIL = {
 
 def _canonical(value: Any, what: str) -> str:
     try:
-        return _CANONICAL.encode(value)
+        return _json.dumps(value, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(what, f"not JSON data: {exc}") from exc
 

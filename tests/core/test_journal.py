@@ -253,15 +253,20 @@ def test_json_dumps_is_compact_strict_and_leaves_nothing_behind() -> None:
 
     values: list[Any] = ["é\n\"", 1.5, -0.0, 10**30, None, True, [], {},
                          {"a": [1, None, {"b": "ü"}], "c": (1, 2)}]
+    values.append({"z": {"y": 1, "b": [{"d": 1, "c": 2}]}, "a": 0})
     for value in values:
-        assert _json.dumps(value) == json.dumps(value, separators=(",", ":"),
-                                                ensure_ascii=False)
+        for sort in (False, True):
+            assert _json.dumps(value, sort_keys=sort) == json.dumps(
+                value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort)
+    assert _json.dumps({"b": {"d": 1, "c": 2}, "a": 0}, sort_keys=True) == (
+        '{"a":0,"b":{"c":2,"d":1}}')
     circular: list[Any] = []
     circular.append(circular)
-    with pytest.raises(ValueError, match="Circular"):
-        _json.dumps({"x": circular})
-    with pytest.raises(ValueError, match="not JSON compliant"):
-        _json.dumps({"x": float("nan")})
+    for sort in (False, True):
+        with pytest.raises(ValueError, match="Circular"):
+            _json.dumps({"x": circular}, sort_keys=sort)
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            _json.dumps({"x": float("nan")}, sort_keys=sort)
     inner: dict[str, Any] = {"ok": 1}
     with pytest.raises(TypeError, match="set"):
         _json.dumps({"a": inner, "b": {1, 2}})
