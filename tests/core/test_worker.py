@@ -400,3 +400,53 @@ def test_a_burst_is_taken_up_by_every_slot() -> None:
     worker.stop()
     thread.join(5)
     assert owners == {f"wt:{slot}" for slot in range(4)}
+
+
+@pytest.mark.parametrize("gc_freeze", [True, False])
+def test_a_worker_keeps_the_startup_heap_out_of_collections_while_it_runs(
+    gc_freeze: bool,
+) -> None:
+    """``gc.freeze()`` for the worker's run: a step sees the startup heap frozen (or not,
+    with ``gc_freeze=False``), and the collector is as it was once ``run`` returns."""
+    import gc
+
+    frozen: list[int] = []
+
+    def look(data: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        frozen.append(gc.get_freeze_count())
+        return data
+
+    class Look(Workflow):
+        go = manual()
+        only = step(look)
+        transitions = [transition(only, on="ok", to=COMPLETE)]
+
+    engine = Squidie.from_url("memory://", workflows=[Look])
+    run = engine.start(Look).run_id
+    assert gc.get_freeze_count() == 0
+    worker = Worker(engine, concurrency=1, poll_interval=0.01, gc_freeze=gc_freeze)
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, [run]), 20, "the run to complete")
+    worker.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert (frozen[0] > 0) is gc_freeze
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_leaves_a_heap_the_host_froze_to_the_host() -> None:
+    import gc
+
+    engine = Squidie.from_url("memory://", workflows=[f.Three])
+    run = engine.start(f.Three).run_id
+    gc.freeze()
+    try:
+        worker = Worker(engine, concurrency=1, poll_interval=0.01)
+        thread = run_in_thread(worker)
+        until(lambda: completed(engine, [run]), 20, "the run to complete")
+        worker.stop()
+        thread.join(10)
+        # Not unfrozen by the worker (the count moves only as frozen objects are freed).
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
