@@ -48,8 +48,6 @@ SCRIPT_NAMES = (
     "write_checkpoint",
 )
 
-# A script's request document (strings are sent as they are: UTF-8, no escaping).
-
 _INCLUDE = re.compile(r"^--! include ([a-z_]+)\s*$", re.MULTILINE)
 
 
@@ -245,6 +243,7 @@ class Scripts:
             request["checkpoint"] = checkpoint
         if home_key is not None:
             request["claim_home"] = True
+        # Strings go as they are (UTF-8, no escaping to ASCII).
         return keys, [offset_us, _json.dumps(request)]
 
     def enqueue(
