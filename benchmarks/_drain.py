@@ -7,7 +7,8 @@ Starts RUNS runs of W1's ``Three`` or W2's ``Single`` workflow (default ``Single
 runs), then drains them in this thread, claiming BATCH at a time (default 16) and
 group-committing them as ``Worker(claim_batch=BATCH)`` does. Prints the start rate, the
 drain's steps per second and the CPU time this process spent per step (the engine's and
-the driver's Python, not the server's). ``KEY=VALUE`` is an engine option (an integer,
+the driver's Python, not the server's), with the heap the starts built frozen as
+``Worker(gc_freeze=True)`` freezes it. ``KEY=VALUE`` is an engine option (an integer,
 e.g. ``telemetry=0``); ``--listener`` adds the ``run.terminal`` listener the worker
 processes of ``python -m benchmarks`` report completions with. With ``--profile`` the
 drain runs under cProfile and the top entries by own time (``--cumulative``: by
@@ -21,6 +22,7 @@ per-step path changes.
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
 import sys
@@ -65,6 +67,7 @@ def main(argv: list[str]) -> int:
                 engine.start(workflow, "go", payload)
             start_rate = runs / (time.perf_counter() - t0)
             queues = engine.queues()
+            gc.freeze()  # as ``Worker(gc_freeze=True)`` does when it starts
             profiler = cProfile.Profile() if profile else None
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if profiler is not None:
@@ -73,6 +76,7 @@ def main(argv: list[str]) -> int:
             if profiler is not None:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            gc.unfreeze()
         finally:
             engine.close()
             target.drop(url)

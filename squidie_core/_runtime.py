@@ -275,7 +275,7 @@ class Squidie:
         workflows: Workflow classes this engine can run (more via ``register``).
         max_deliveries: Deliveries of one dispatch before it is dead-lettered.
         checkpoint_every: Write a checkpoint once this many facts accumulated since the
-            last one (and always when a run ends).
+            last one.
         state_cache: Runs whose folded state this engine keeps in memory after
             committing one of their steps (``0`` turns the cache off). A cached state is
             never trusted blindly: the next step of the run reads the journal after the
@@ -523,7 +523,7 @@ class Squidie:
                 self._states.popitem(last=False)
 
     def _checkpoint_due(self, state: RunState, checkpoint_seq: int) -> bool:
-        return state.terminal or state.seq - checkpoint_seq >= self.checkpoint_every
+        return state.seq - checkpoint_seq >= self.checkpoint_every
 
     def _plan(self, definition: WorkflowDefinition, state: RunState) -> Plan:
         return Plan(

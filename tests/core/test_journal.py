@@ -95,7 +95,8 @@ def test_reading_a_run_costs_facts_since_checkpoint_not_history() -> None:
     counting = CountingReads(h.store)
     engine = Squidie(counting, workflows=[flow], checkpoint_every=10)  # type: ignore[arg-type]
     engine.inspect_run(run.run_id)
-    assert counting.facts_read == 0  # the terminal checkpoint covers everything
+    # An ended run is read like any other: its last checkpoint and the facts since.
+    assert 0 < counting.facts_read < 10
     # Mid-run: at most checkpoint_every facts past the last checkpoint are folded.
     h2 = Harness(flow, checkpoint_every=10)
     run2 = h2.start(flow)
@@ -113,6 +114,23 @@ def test_reading_a_run_costs_facts_since_checkpoint_not_history() -> None:
     counting2.facts_read = 0
     engine2.inspect_run(run2.run_id)
     assert counting2.facts_read == h2.store.head(run2.run_id)  # a full rebuild without them
+
+
+def test_an_ended_run_writes_no_checkpoint_of_its_own() -> None:
+    """Checkpoints come every ``checkpoint_every`` facts, never because a run ended: a
+    short run ends without one, a long one keeps its last periodic one."""
+    short = Harness(f.Three)
+    run = short.start(f.Three)
+    short.drain()
+    assert short.engine.inspect_run(run.run_id)["status"] == "completed"
+    assert short.store.read_checkpoint(run.run_id) is None
+    flow = long_workflow(40)
+    long = Harness(flow, checkpoint_every=10)
+    run = long.start(flow)
+    long.drain()
+    checkpoint = long.store.read_checkpoint(run.run_id)
+    head = long.store.head(run.run_id)
+    assert checkpoint is not None and 0 < head - checkpoint.seq < 10
 
 
 def test_checkpoint_from_the_future_or_unreadable_means_a_rebuild(
@@ -184,7 +202,7 @@ def test_redaction_is_recursive_and_case_insensitive() -> None:
 
 
 def test_redaction_happens_before_storage_everywhere() -> None:
-    h = Harness(f.Approval)
+    h = Harness(f.Approval, checkpoint_every=2)
     run = h.start(f.Approval, metadata={"auth": {"password": "s3cr3t"}})
     h.drain()
     h.approve(run.run_id, actor="ops", metadata={"secret": "s3cr3t"})

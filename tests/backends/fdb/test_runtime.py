@@ -72,7 +72,7 @@ def test_ring_errand_runs_to_completion(faults: int) -> None:
     dispatches end consistent."""
     clock = ManualClock(T0)
     store = open_store("fdb+sim://", clock=clock, faults=faults, seed=fault_seeds()[0])
-    engine = Squidie(store, workflows=[RingErrand], rng=random.Random(0))
+    engine = Squidie(store, workflows=[RingErrand], rng=random.Random(0), checkpoint_every=4)
     run = engine.start(RingErrand, "leave_shire", {"ring_id": "one-ring"})
     assert drive(engine, run.run_id, clock) == "completed"
     explained = engine.explain_run(run.run_id)

@@ -106,8 +106,8 @@ def test_runs_of_another_queue_wait_for_a_worker_of_that_queue(engine: Squidie) 
     assert engine.inspect_run(run.run_id)["status"] == "completed"
 
 
-def test_checkpoints_can_be_deleted_without_changing_results(engine: Squidie,
-                                                             store: RedisStore) -> None:
+def test_checkpoints_can_be_deleted_without_changing_results(store: RedisStore) -> None:
+    engine = Squidie(store, workflows=[flows.ThreeSteps], checkpoint_every=2)
     run = engine.start(flows.ThreeSteps)
     drain(engine)
     before = engine.inspect_run(run.run_id)
