@@ -283,12 +283,12 @@ def test_a_group_raced_between_its_checks_and_writes_is_committed_one_at_a_time(
     send = sql_store._send
     raced: list[int] = []
 
-    def taken_once(conn: sa.Connection, writes: Any) -> None:
+    def taken_once(conn: sa.Connection, writes: Any, **options: Any) -> None:
         if not raced and any(w.table == sql_store.tables.facts.name for w in writes):
             raced.append(len(writes))
             conn.execute(sa.insert(sql_store.tables.facts).values(
                 run_id="r2", seq=2, type="raced", at=0.0, body="{}"))
-        send(conn, writes)
+        send(conn, writes, **options)
 
     monkeypatch.setattr(sql_store, "_send", taken_once)
     assert sql_store.commit_many(commits) == [CommitResult(2), CommitResult(2)]

@@ -11,16 +11,17 @@ with an older libpq they go one by one, with the same results.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sql_helpers import dispatch, end_group, entry, facts, start
+from sql_helpers import dispatch, end_group, entry, facts, settle, start
 
 from squidie_backends.sql import SQLStore, uninstall
-from squidie_core.errors import AppendConflict
+from squidie_core.errors import AppendConflict, LeaseLostError, RunTerminalError
 from squidie_core.storage import Checkpoint, Commit, CommitResult
 
 pytestmark = pytest.mark.postgres
@@ -163,6 +164,53 @@ def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
         pg_store.commit(Commit("taken", 0, facts(1, 1, other=True), entry("taken", last_seq=1)))
     assert raised.value.actual_seq == 1
     assert pg_store.get_run("taken") is None
+
+
+def test_a_workers_commit_is_one_statement_and_a_refused_gate_writes_nothing(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outcome that settles a live lease goes as one gated statement that commits on
+    its own: no ``BEGIN`` or ``COMMIT``. When the gate refuses (a stale token, a journal
+    moved on, new work for an ended run) or a key is taken (a resend), the statement
+    wrote nothing and the checks decide, with the error or replay they always gave."""
+    start(pg_store, "r1", dispatch("r1", "a"), dispatch("r1", "other"))
+    lease = next(x for x in pg_store.claim("w", lease_for=30, limit=2) if x.dispatch.step == "a")
+    commands = _commands(monkeypatch)
+    assert settle(pg_store, lease, 1, enqueue=(dispatch("r1", "b"),)) == CommitResult(2)
+    assert commands == []
+    assert settle(pg_store, lease, 1, enqueue=(dispatch("r1", "b"),)) == CommitResult(
+        2, replayed=True)
+    assert commands == ["BEGIN", "COMMIT"]  # the refused statement, then the checks
+    states = {x.dispatch.step: x.state for x in pg_store.dispatches("r1")}
+    assert states == {"a": "completed", "other": "claimed", "b": "available"}
+
+    (lease_b,) = pg_store.claim("w", lease_for=30, queues=["default"])
+    stale = dataclasses.replace(lease_b, token=lease_b.token + "x")
+    with pytest.raises(LeaseLostError):
+        settle(pg_store, stale, 2)
+    pg_store.append("r1", facts(3, 1, by="command"), 2)  # appended meanwhile
+    with pytest.raises(AppendConflict) as raised:
+        settle(pg_store, lease_b, 2)
+    assert raised.value.actual_seq == 3
+    assert len(pg_store.read("r1")) == 3
+    assert {x.dispatch.step: x.state for x in pg_store.dispatches("r1")}["b"] == "claimed"
+
+    # The run's last step: it settles its lease and fails the run's other dispatches.
+    assert settle(pg_store, lease_b, 3, status="completed") == CommitResult(4)
+    states = {x.dispatch.step: x.state for x in pg_store.dispatches("r1")}
+    assert states == {"a": "completed", "other": "failed", "b": "completed"}
+
+    # The index row says the run ended while its lease is live (ending a run fails
+    # its leases, so only the gate's own check stands between them here).
+    start(pg_store, "ended", dispatch("ended", "a"))
+    (lease_e,) = pg_store.claim("w", lease_for=30)
+    runs = pg_store.tables.runs
+    with pg_store._engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.run_id == "ended").values(status="completed"))
+    with pytest.raises(RunTerminalError):
+        settle(pg_store, lease_e, 1, enqueue=(dispatch("ended", "b"),))
+    assert len(pg_store.read("ended")) == 1
+    assert [x.state for x in pg_store.dispatches("ended")] == ["claimed"]
 
 
 def test_a_lone_read_commits_each_statement_alone(
