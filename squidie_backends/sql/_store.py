@@ -52,6 +52,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -406,6 +407,8 @@ class SQLStore:
         self._sql = self._prepare()
         #: Statements over ``n`` rows (a batch's runs or leases), built once per size.
         self._sized: dict[tuple[str, int], _DriverStatement] = {}
+        #: PostgreSQL's one-statement claim (``_claim_statement``), built on first use.
+        self._claim_sql: str | None = None
         #: PostgreSQL's one-statement forms of inserts sent together (``_one_statement``).
         self._joined: dict[tuple[str, ...], str] = {}
         try:
@@ -1394,6 +1397,17 @@ class SQLStore:
         names = list(dict.fromkeys(queues or ("default",)))
         if self._wake is not None:
             self._wake.before_claim(names)
+        first: list[Lease] = []
+        if self.name == "postgresql" and len(names) == 1:
+            # The common claim, one statement committed alone; what it cannot decide
+            # (rows past their delivery limit, other priority levels) is left to the
+            # claim below, in a transaction of its own.
+            first, settled = self._run(
+                lambda conn: self._claim_at_once(conn, names[0], owner_id, limit, lease_for),
+                write=True)
+            if settled:
+                return first
+            limit -= len(first)
 
         def body(conn: sa.Connection) -> list[Lease]:
             now = self.clock.now()
@@ -1415,7 +1429,82 @@ class SQLStore:
                 self._bury_rows(conn, doomed, "delivery_limit_exceeded", now)
             return leases
 
-        return self._run(body, write=True)
+        if not first:
+            return self._run(body, write=True)
+        try:
+            return first + self._run(body, write=True)
+        except StoreError as exc:  # the leases taken are the caller's all the same
+            log.warning("%s: claim stopped after %d lease(s): %s", self.name, len(first), exc)
+            return first
+
+    def _claim_at_once(self, conn: sa.Connection, queue: str, owner_id: str, limit: int,
+                       lease_for: float) -> tuple[list[Lease], bool]:
+        """PostgreSQL: claim up to ``limit`` visible dispatches of ``queue``'s first
+        priority level in one statement (``_claim_statement``), in autocommit; the leases
+        and whether the claim is settled. It is not if the statement locked rows past
+        their delivery limit (left for the full claim to bury) or found fewer than
+        ``limit`` with another priority level in the queue."""
+        now = self.clock.now()
+        expires = now + lease_for
+        tokens = [new_token() for _ in range(limit)]
+        prefix = '{"event":"claimed","fence":0'
+        claimed = _event(event="claimed", fence=0, owner=owner_id, at=now)
+        assert claimed.startswith(prefix)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with self._dialect.autocommit(conn), raw.cursor() as cursor:
+            cursor.execute(self._claim_statement(), {
+                "queue": queue, "now": now, "want": limit, "owner": owner_id,
+                "expires": expires, "hashes": [hash_token(t) for t in tokens],
+                "tail": claimed[len(prefix):],
+            })
+            rows = cursor.fetchall()
+            names = [column.name for column in cursor.description or ()]
+        taken = [dict(zip(names, row, strict=True)) for row in rows if row[0] is not None]
+        locked, more = rows[0][-2], rows[0][-1]
+        leases = [
+            Lease(dispatch=self._dispatch(SimpleNamespace(**row)), owner_id=owner_id,
+                  token=tokens[row["n"] - 1], fence=int(row["fence"]),
+                  delivery=int(row["deliveries"]), expires_at=expires)
+            for row in taken
+        ]
+        return leases, locked == len(taken) and (len(taken) == limit or not more)
+
+    def _claim_statement(self) -> str:
+        """The text of ``_claim_at_once``: the rows of the queue's first level visible
+        now, in claim order, locked skipping those other claimers hold (as
+        ``_candidates``), each past its delivery limit left as it is, the others taken
+        as ``_take`` takes them, token hash ``n`` to the ``n``-th; then one row per
+        taken dispatch (none: one row of nulls) with the number of rows locked and
+        whether the queue has another level."""
+        if self._claim_sql is not None:
+            return self._claim_sql
+        d = self._engine.dialect.identifier_preparer.format_table(self.tables.dispatches)
+        expired = ("""CASE WHEN t.state = 'claimed' THEN '{"event":"lease_expired","fence":' """
+                   """|| t.fence || ',"owner":' || to_json(t.owner_id)::text || E'}\\n' """
+                   "ELSE '' END")
+        sql = (
+            f"WITH lvl AS (SELECT min(priority) AS p FROM {d} WHERE lane = %(queue)s), "
+            f"picked AS (SELECT id, eligible_at, dkey, deliveries, max_deliveries FROM {d} "
+            f"WHERE lane = %(queue)s AND priority = (SELECT p FROM lvl) "
+            f"AND eligible_at <= %(now)s ORDER BY eligible_at, dkey LIMIT %(want)s "
+            f"FOR UPDATE SKIP LOCKED), "
+            f"numbered AS (SELECT id, row_number() OVER (ORDER BY eligible_at, dkey) AS n "
+            f"FROM picked WHERE deliveries < max_deliveries), "
+            f"took AS (UPDATE {d} AS t SET state = 'claimed', deliveries = t.deliveries + 1, "
+            f"fence = t.fence + 1, owner_id = %(owner)s, "
+            f"token_hash = (CAST(%(hashes)s AS text[]))[numbered.n], "
+            f"lease_expires_at = %(expires)s, eligible_at = %(expires)s, "
+            f"history = t.history || {expired} || '{{\"event\":\"claimed\",\"fence\":' "
+            f"|| (t.fence + 1) || %(tail)s "
+            f"FROM numbered WHERE t.id = numbered.id RETURNING t.*, numbered.n) "
+            f"SELECT took.*, s.locked, s.more FROM (SELECT (SELECT count(*) FROM picked) "
+            f"AS locked, EXISTS (SELECT 1 FROM {d} WHERE lane = %(queue)s "
+            f"AND priority > (SELECT p FROM lvl)) AS more) AS s "
+            f"LEFT JOIN took ON true ORDER BY took.n"
+        )
+        self._claim_sql = sql
+        return sql
 
     @staticmethod
     def _expired_event(row: Any) -> str:

@@ -90,7 +90,9 @@ def test_a_claim_that_comes_back_short_takes_two_statements(sql_store: SQLStore)
     finally:
         sa.event.remove(sql_store._engine, "before_cursor_execute", record)
     assert [x.dispatch.run_id for x in got] == ["a", "b"]
-    assert statements == ["SELECT", "UPDATE"]
+    # PostgreSQL claims in one statement of its own, sent to the driver directly
+    # (test_postgres.py).
+    assert statements == ([] if sql_store.name == "postgresql" else ["SELECT", "UPDATE"])
 
 
 def test_queues_are_isolated(sql_store: SQLStore) -> None:

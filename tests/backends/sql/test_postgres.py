@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from sql_helpers import dispatch, end_group, entry, facts, settle, start
+from sql_helpers import T0, dispatch, end_group, entry, facts, settle, start
 
 from squidie_backends.sql import SQLStore, uninstall
+from squidie_core import ManualClock
 from squidie_core.errors import AppendConflict, LeaseLostError, RunTerminalError
 from squidie_core.storage import Checkpoint, Commit, CommitResult
 
@@ -211,6 +212,57 @@ def test_a_workers_commit_is_one_statement_and_a_refused_gate_writes_nothing(
         settle(pg_store, lease_e, 1, enqueue=(dispatch("ended", "b"),))
     assert len(pg_store.read("ended")) == 1
     assert [x.state for x in pg_store.dispatches("ended")] == ["claimed"]
+
+
+def test_a_claim_is_one_statement_unless_it_meets_what_only_the_full_claim_decides(
+    postgres_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim of one queue's first priority level is one statement committed alone,
+    whose leases, tokens and history are those of the full claim. Rows past their
+    delivery limit, or too few rows with another level in the queue, send the rest of
+    the claim to the full claim in a transaction."""
+    url = f"{postgres_url}?prefix={unique_name}_"
+    clock = ManualClock(T0)
+    store = SQLStore(url, clock=clock)
+    try:
+        store.enqueue([dispatch("a"), dispatch("b"), dispatch("later", delay=35)])
+        commands = _commands(monkeypatch)
+        first = store.claim("w", lease_for=30, limit=16)
+        assert [x.dispatch.run_id for x in first] == ["a", "b"]
+        assert [(x.fence, x.delivery, x.expires_at) for x in first] == [(1, 1, T0 + 30)] * 2
+        assert commands == []
+        clock.advance(20)
+        store.heartbeat(first[0], lease_for=30)  # the token is the one stored (hashed)
+        clock.advance(20)  # b's lease expires; a's, renewed, holds; later is visible
+        commands.clear()
+        again = store.claim("v", lease_for=30, limit=16)
+        assert [x.dispatch.run_id for x in again] == ["b", "later"]
+        assert commands == []
+        (record,) = list(store.dispatches("b"))
+        assert [(e["event"], e.get("fence"), e.get("owner")) for e in record.history] == [
+            ("claimed", 1, "w"), ("lease_expired", 1, "w"), ("claimed", 2, "v")]
+        assert record.history[-1]["at"] == T0 + 40
+
+        store.enqueue([dispatch("doomed", queue="d", max_deliveries=1),
+                       dispatch("fine", queue="d")])
+        assert [x.dispatch.run_id for x in store.claim("w", lease_for=30, queues=["d"])] == [
+            "doomed"]
+        clock.advance(40)  # its one delivery expires: the next claim buries it
+        commands.clear()
+        got = store.claim("w", lease_for=30, limit=4, queues=["d"])
+        assert [x.dispatch.run_id for x in got] == ["fine"]
+        assert commands == ["BEGIN", "COMMIT"]
+        assert [x.state for x in store.dispatches("doomed")] == ["dead_lettered"]
+
+        store.enqueue([dispatch("urgent", queue="p", priority=0, delay=60),
+                       dispatch("low", queue="p", priority=5)])
+        commands.clear()
+        assert [x.dispatch.run_id for x in store.claim("w", lease_for=30, queues=["p"])] == [
+            "low"]
+        assert commands == ["BEGIN", "COMMIT"]  # the first level had nothing visible
+    finally:
+        store.close()
+        uninstall(url)
 
 
 def test_a_lone_read_commits_each_statement_alone(
