@@ -338,6 +338,12 @@ class _Refused(Exception):
     """A gated statement's gate matched no row, so it wrote nothing (``SQLStore._send``)."""
 
 
+#: The columns PostgreSQL's one-statement claim returns per dispatch taken (then the
+#: number of rows it locked and whether the queue has another level); the first is never
+#: null in a row it took.
+_CLAIMED = ("dkey", "run_id", "workflow", "step", "attempt", "queue", "priority", "delay",
+            "max_deliveries", "fence", "deliveries", "n")
+
 #: The text a gated statement fails to cast when its gate matched no row (its error, an
 #: ``invalid_text_representation``, is told from any other by this text).
 _GATE_REFUSED = "squidie: gate refused"
@@ -1459,13 +1465,12 @@ class SQLStore:
                 "tail": claimed[len(prefix):],
             })
             rows = cursor.fetchall()
-            names = [column.name for column in cursor.description or ()]
-        taken = [dict(zip(names, row, strict=True)) for row in rows if row[0] is not None]
+        taken = [SimpleNamespace(**dict(zip(_CLAIMED, row, strict=False)))
+                 for row in rows if row[0] is not None]
         locked, more = rows[0][-2], rows[0][-1]
         leases = [
-            Lease(dispatch=self._dispatch(SimpleNamespace(**row)), owner_id=owner_id,
-                  token=tokens[row["n"] - 1], fence=int(row["fence"]),
-                  delivery=int(row["deliveries"]), expires_at=expires)
+            Lease(dispatch=self._dispatch(row), owner_id=owner_id, token=tokens[row.n - 1],
+                  fence=int(row.fence), delivery=int(row.deliveries), expires_at=expires)
             for row in taken
         ]
         return leases, locked == len(taken) and (len(taken) == limit or not more)
@@ -1497,7 +1502,8 @@ class SQLStore:
             f"lease_expires_at = %(expires)s, eligible_at = %(expires)s, "
             f"history = t.history || {expired} || '{{\"event\":\"claimed\",\"fence\":' "
             f"|| (t.fence + 1) || %(tail)s "
-            f"FROM numbered WHERE t.id = numbered.id RETURNING t.*, numbered.n) "
+            f"FROM numbered WHERE t.id = numbered.id "
+            f"RETURNING {', '.join(f't.{c}' for c in _CLAIMED[:-1])}, numbered.n) "
             f"SELECT took.*, s.locked, s.more FROM (SELECT (SELECT count(*) FROM picked) "
             f"AS locked, EXISTS (SELECT 1 FROM {d} WHERE lane = %(queue)s "
             f"AND priority > (SELECT p FROM lvl)) AS more) AS s "
