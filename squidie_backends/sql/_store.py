@@ -416,7 +416,7 @@ class SQLStore:
         #: PostgreSQL's one-statement claim (``_claim_statement``), built on first use.
         self._claim_sql: str | None = None
         #: PostgreSQL's one-statement forms of inserts sent together (``_one_statement``).
-        self._joined: dict[tuple[str, ...], str] = {}
+        self._joined: dict[tuple[str, ...], tuple[str, list[tuple[str, ...]]]] = {}
         try:
             self._open(bool(opts["auto_install"]))
         except BaseException:
@@ -805,8 +805,8 @@ class SQLStore:
             return None
         parts_of = [*writes, gate] if gate is not None else writes
         key = tuple(write.statement.sql for write in parts_of)
-        sql = self._joined.get(key)
-        if sql is None:
+        joined = self._joined.get(key)
+        if joined is None:
             parts, main = [], "SELECT 1"
             for i, write in enumerate(parts_of):
                 part = re.sub(r"%\((\w+)\)([sb])", rf"%(w{i}_\1)\2", write.statement.sql)
@@ -818,12 +818,16 @@ class SQLStore:
                 assert all(write.table for write in writes), "a gated statement notifies no one"
                 main = (f"SELECT CAST(CASE WHEN count(*) = 1 THEN '1' "
                         f"ELSE '{_GATE_REFUSED}' END AS integer) FROM w{len(writes)}")
-            sql = self._joined[key] = f"WITH {', '.join(parts)} {main}"
+            # Each part's parameter names, prefixed, in the order its values come.
+            names = [tuple(f"w{i}_{name}" for name in write.statement.names)
+                     for i, write in enumerate(parts_of)]
+            joined = self._joined[key] = (f"WITH {', '.join(parts)} {main}", names)
+        sql, names = joined
         params: dict[str, Any] = {}
-        for i, write in enumerate(parts_of):
+        for prefixed, write in zip(names, parts_of, strict=True):
             values = write.parameters()
             assert isinstance(values, dict)
-            params.update((f"w{i}_{name}", value) for name, value in values.items())
+            params.update(zip(prefixed, values.values(), strict=True))
         return sql, params
 
     def _chunks(self, kind: str, rows: Sequence[Mapping[str, Any]]
