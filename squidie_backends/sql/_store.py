@@ -1408,10 +1408,11 @@ class SQLStore:
         if self._wake is not None:
             self._wake.before_claim(names)
         first: list[Lease] = []
-        if self.name == "postgresql" and len(names) == 1:
+        if self.name == "postgresql" and len(names) == 1 and limit <= _SIZED_MAX:
             # The common claim, one statement committed alone; what it cannot decide
             # (rows past their delivery limit, other priority levels) is left to the
-            # claim below, in a transaction of its own.
+            # claim below, in a transaction of its own. It sends a token hash per row
+            # it may take, so larger claims go to the claim below directly.
             first, settled = self._run(
                 lambda conn: self._claim_at_once(conn, names[0], owner_id, limit, lease_for),
                 write=True)

@@ -260,6 +260,11 @@ def test_a_claim_is_one_statement_unless_it_meets_what_only_the_full_claim_decid
         assert [x.dispatch.run_id for x in store.claim("w", lease_for=30, queues=["p"])] == [
             "low"]
         assert commands == ["BEGIN", "COMMIT"]  # the first level had nothing visible
+
+        store.enqueue([dispatch(f"many{i}", queue="m") for i in range(70)])
+        commands.clear()
+        assert len(store.claim("w", lease_for=30, limit=100, queues=["m"])) == 70
+        assert commands == ["BEGIN", "COMMIT"]  # past 64 rows: the full claim
     finally:
         store.close()
         uninstall(url)
