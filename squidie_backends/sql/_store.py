@@ -344,6 +344,11 @@ class _Refused(Exception):
 _CLAIMED = ("dkey", "run_id", "workflow", "step", "attempt", "queue", "priority", "delay",
             "max_deliveries", "fence", "deliveries", "n")
 
+#: How a dispatch history's ``claimed`` event begins, up to its fence (``_event``'s
+#: encoding): PostgreSQL's one-statement claim writes the fence in SQL between it and
+#: the rest, which the client encodes.
+_CLAIMED_EVENT = '{"event":"claimed","fence":'
+
 #: The text a gated statement fails to cast when its gate matched no row (its error, an
 #: ``invalid_text_representation``, is told from any other by this text).
 _GATE_REFUSED = "squidie: gate refused"
@@ -797,12 +802,12 @@ class SQLStore:
         another's rows or touches another's (the rule above is not checked)."""
         if self.name != "postgresql" or len(writes) + (gate is not None) < 2:
             return None
-        tables = [write.table for write in writes]
-        if gate is None and (
-                any(write.many for write in writes) or len(set(tables)) != len(tables)
-                or not all(write.table == "" or write.statement.sql.startswith("INSERT ")
-                           for write in writes)):
-            return None
+        if gate is None:
+            tables = [write.table for write in writes]
+            if (any(write.many for write in writes) or len(set(tables)) != len(tables)
+                    or not all(write.table == "" or write.statement.sql.startswith("INSERT ")
+                               for write in writes)):
+                return None
         parts_of = [*writes, gate] if gate is not None else writes
         key = tuple(write.statement.sql for write in parts_of)
         joined = self._joined.get(key)
@@ -1458,16 +1463,15 @@ class SQLStore:
         now = self.clock.now()
         expires = now + lease_for
         tokens = [new_token() for _ in range(limit)]
-        prefix = '{"event":"claimed","fence":0'
         claimed = _event(event="claimed", fence=0, owner=owner_id, at=now)
-        assert claimed.startswith(prefix)
+        assert claimed.startswith(_CLAIMED_EVENT + "0,")
         raw = conn.connection.driver_connection
         assert raw is not None
         with self._dialect.autocommit(conn), raw.cursor() as cursor:
             cursor.execute(self._claim_statement(), {
                 "queue": queue, "now": now, "want": limit, "owner": owner_id,
                 "expires": expires, "hashes": [hash_token(t) for t in tokens],
-                "tail": claimed[len(prefix):],
+                "tail": claimed[len(_CLAIMED_EVENT) + 1:],
             })
             rows = cursor.fetchall()
         taken = [SimpleNamespace(**dict(zip(_CLAIMED, row, strict=False)))
@@ -1505,7 +1509,7 @@ class SQLStore:
             f"fence = t.fence + 1, owner_id = %(owner)s, "
             f"token_hash = (CAST(%(hashes)s AS text[]))[numbered.n], "
             f"lease_expires_at = %(expires)s, eligible_at = %(expires)s, "
-            f"history = t.history || {expired} || '{{\"event\":\"claimed\",\"fence\":' "
+            f"history = t.history || {expired} || '{_CLAIMED_EVENT}' "
             f"|| (t.fence + 1) || %(tail)s "
             f"FROM numbered WHERE t.id = numbered.id "
             f"RETURNING {', '.join(f't.{c}' for c in _CLAIMED[:-1])}, numbered.n) "
