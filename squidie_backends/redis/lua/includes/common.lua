@@ -148,10 +148,14 @@ local function unread_tail_after(g, all)
   local cursor = redis.call('HGET', g.meta, 'cursor') or '0-0'
   local first = all[1]
   local moved, done = false, false
-  local top = '+'
+  local top, count = '+', 1
   while not done do
-    local tail = redis.call('XREVRANGE', g.ready, top, '(' .. cursor, 'COUNT', 100)
+    -- One entry first: the scan usually stops there, and every entry read is a reply
+    -- Redis builds and Lua converts. Reading a hundred made each enqueue behind a
+    -- backlog cost the server about 130 µs more.
+    local tail = redis.call('XREVRANGE', g.ready, top, '(' .. cursor, 'COUNT', count)
     if #tail == 0 then break end
+    count = 100
     for _, e in ipairs(tail) do
       local k = e[2][2]
       local rec = load_rec(g, k)
