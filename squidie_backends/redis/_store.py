@@ -72,6 +72,7 @@ from squidie_backends.redis._clock import RedisClock
 from squidie_backends.redis._config import RedisConfig
 from squidie_backends.redis._errors import map_errors
 from squidie_backends.redis._keys import LAYOUT_VERSION, Keys, QueueKeys, index_member
+from squidie_backends.redis._packer import command_packer
 from squidie_backends.redis._scripts import Claimed, Code, DispatchArgs, Scripts
 from squidie_core import _json
 from squidie_core._clock import Clock
@@ -286,6 +287,7 @@ class RedisStore:
             "socket_connect_timeout": config.socket_connect_timeout,
             "health_check_interval": config.health_check_interval,
             "timeout": config.pool_timeout,
+            "command_packer": command_packer(),
         }
         with self._errors():
             self._client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
