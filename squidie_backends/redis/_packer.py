@@ -34,7 +34,8 @@ _BUFFER_CUTOFF = 6000
 class _HiredisPacker:
     """``pack(*args)`` as redis-py's connections call it: a list of byte chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, pack_command: Callable[[tuple[Any, ...]], bytes]) -> None:
+        self._pack_command = pack_command
         self._fallback = PythonRespSerializer(
             _BUFFER_CUTOFF, Encoder("utf-8", "strict", False).encode  # type: ignore[no-untyped-call]
         )
@@ -46,12 +47,11 @@ class _HiredisPacker:
                 if type(arg) not in _PLAIN:
                     break
             else:
-                assert _pack_command is not None  # only built with hiredis
-                return [_pack_command(args)]
+                return [self._pack_command(args)]
         return list(self._fallback.pack(*args))  # type: ignore[no-untyped-call]
 
 
 def command_packer() -> _HiredisPacker | None:
     """A packer for ``redis.Connection(command_packer=...)``; ``None`` (redis-py's
     default) without hiredis."""
-    return None if _pack_command is None else _HiredisPacker()
+    return None if _pack_command is None else _HiredisPacker(_pack_command)
