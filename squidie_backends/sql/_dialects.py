@@ -30,12 +30,23 @@ from sqlalchemy.engine import URL
 
 from squidie_core.errors import StoreError
 
-__all__ = ["Dialect", "MySQLDialect", "PostgresDialect", "SQLiteDialect", "dialect_for"]
+__all__ = ["Dialect", "DriverRead", "MySQLDialect", "PostgresDialect", "SQLiteDialect",
+           "dialect_for", "read_each"]
 
 
 def _orig(exc: BaseException) -> BaseException:
     """The driver exception behind a SQLAlchemy wrapper (or ``exc`` itself)."""
     return getattr(exc, "orig", None) or exc
+
+
+#: A statement in the driver's own form: its text and its parameters, as
+#: ``Connection.exec_driver_sql`` takes them.
+DriverRead = tuple[str, Any]
+
+
+def read_each(conn: sa.Connection, reads: Sequence[DriverRead]) -> list[list[Any]]:
+    """The rows of ``reads``, run one by one on ``conn``, one list per read."""
+    return [list(conn.exec_driver_sql(sql, params)) for sql, params in reads]
 
 
 class Dialect:
@@ -81,15 +92,18 @@ class Dialect:
     # ------------------------------------------------------------------ transactions
 
     @contextlib.contextmanager
-    def transaction(self, conn: sa.Connection, *, write: bool,
-                    batch: bool = False) -> Iterator[None]:
+    def transaction(self, conn: sa.Connection, *, write: bool, batch: bool = False,
+                    reads: Sequence[DriverRead] = ()) -> Iterator[list[list[Any]]]:
         """Run the body in one transaction, committed on success, rolled back on error.
 
         ``batch``: the body looks up many keys at once (a batch's reads, a group commit);
-        a dialect may steer its planner towards the indexes for it.
+        a dialect may steer its planner towards the indexes for it. ``reads``: driver
+        statements (text and parameters) run first, in order; the block gets their rows,
+        one list per read, each row by attribute and by position. A dialect may send them
+        with the transaction's start (PostgreSQL: one round trip for all of them).
         """
         with conn.begin():
-            yield
+            yield read_each(conn, reads)
 
     @contextlib.contextmanager
     def autocommit(self, conn: sa.Connection) -> Iterator[None]:
@@ -277,8 +291,8 @@ class SQLiteDialect(Dialect):
             conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
     @contextlib.contextmanager
-    def transaction(self, conn: sa.Connection, *, write: bool,
-                    batch: bool = False) -> Iterator[None]:
+    def transaction(self, conn: sa.Connection, *, write: bool, batch: bool = False,
+                    reads: Sequence[DriverRead] = ()) -> Iterator[list[list[Any]]]:
         conn.info["squidie_begin"] = "IMMEDIATE" if write else "DEFERRED"
         # A writer that waited out the busy timeout here goes on to SQLite's own wait
         # (and its error) rather than failing on the queue: never worse than before.
@@ -286,7 +300,7 @@ class SQLiteDialect(Dialect):
         queued = write and lock.acquire(timeout=self._writer_wait)
         try:
             with conn.begin():
-                yield
+                yield read_each(conn, reads)
         finally:
             if queued:
                 lock.release()
@@ -376,29 +390,59 @@ class PostgresDialect(Dialect):
         return bool(psycopg.Pipeline.is_supported())
 
     @contextlib.contextmanager
-    def transaction(self, conn: sa.Connection, *, write: bool,
-                    batch: bool = False) -> Iterator[None]:
+    def transaction(self, conn: sa.Connection, *, write: bool, batch: bool = False,
+                    reads: Sequence[DriverRead] = ()) -> Iterator[list[list[Any]]]:
         with conn.begin():
             if not write and not batch:
                 # A read of one or two statements: in READ COMMITTED each statement
                 # reads its own snapshot inside a transaction too, so autocommit changes
                 # nothing it sees and saves two round trips of three.
                 with self.autocommit(conn):
-                    yield
+                    yield read_each(conn, reads)
                 return
-            if batch:
-                # A batch looks up 16 or more keys by index (`key IN (...)`). Until
-                # autovacuum first analyses a table, PostgreSQL has no statistics and
-                # prices those lookups above a sequential scan of the whole table; a
-                # freshly installed store then scans its tables on every batch (measured:
-                # 2 ms instead of 0.3 ms per statement at 3,000 rows, growing with the
-                # table). Every statement of a batch has an index to use. Pipelined, it
-                # travels with the transaction's BEGIN: no round trip of its own.
-                raw = conn.connection.driver_connection
-                assert raw is not None
-                with raw.pipeline() if self.pipelines else contextlib.nullcontext():
+            if not batch:
+                yield read_each(conn, reads)
+                return
+            # A batch looks up 16 or more keys by index (`key = ANY(...)`). Until
+            # autovacuum first analyses a table, PostgreSQL has no statistics and prices
+            # those lookups above a sequential scan of the whole table; a freshly
+            # installed store then scans its tables on every batch (measured: 2 ms
+            # instead of 0.3 ms per statement at 3,000 rows, growing with the table).
+            # Every statement of a batch has an index to use.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            if not self.pipelines:
+                raw.execute("SET LOCAL enable_seqscan = off")
+                yield read_each(conn, reads)
+                return
+            if write or not reads:
+                # Pipelined, the setting and the reads travel with the transaction's
+                # BEGIN: one round trip for all of them.
+                with raw.pipeline():
                     raw.execute("SET LOCAL enable_seqscan = off")
-            yield
+                    cursors = [self._queue_read(raw, read) for read in reads]
+                yield [cursor.fetchall() for cursor in cursors]
+                return
+            # A batch of reads and nothing else: no BEGIN and no COMMIT of their own.
+            # Autocommitted in one pipeline, the statements up to its sync are one
+            # implicit transaction, which the setting lasts for (``set_config``'s
+            # ``is_local``; ``SET LOCAL`` would warn outside a ``BEGIN``): one round trip
+            # instead of three.
+            with self.autocommit(conn):
+                with raw.pipeline():
+                    raw.execute("SELECT set_config('enable_seqscan', 'off', true)")
+                    cursors = [self._queue_read(raw, read) for read in reads]
+                yield [cursor.fetchall() for cursor in cursors]
+
+    @staticmethod
+    def _queue_read(raw: Any, read: DriverRead) -> Any:
+        """Send ``read`` in the pipeline open on ``raw``; its cursor, whose rows are
+        named tuples once the pipeline has synced."""
+        from psycopg.rows import namedtuple_row
+
+        cursor = raw.cursor(row_factory=namedtuple_row)
+        cursor.execute(*read)
+        return cursor
 
     @contextlib.contextmanager
     def autocommit(self, conn: sa.Connection) -> Iterator[None]:

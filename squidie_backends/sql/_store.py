@@ -64,6 +64,7 @@ from tenacity import (
 )
 
 from squidie_backends.sql._config import Config, make_engine, parse_config
+from squidie_backends.sql._dialects import DriverRead
 from squidie_backends.sql._errors import category_of, map_errors
 from squidie_backends.sql._manage import apply_migrations, read_version
 from squidie_backends.sql._notify import PgWakeUps, SqliteWakeUps, channel_for
@@ -301,11 +302,6 @@ class _DriverStatement:
                 (name, *where.get(name, (_DEFAULT, name))) for name in self.names)
         return layout
 
-    def execute(self, conn: sa.Connection, params: Mapping[str, Any],
-                rows: Sequence[Mapping[str, Any]] = ()) -> Any:
-        """Execute with the parameters ``params`` and ``rows`` (as ``values``)."""
-        return conn.exec_driver_sql(self.sql, self.values(params, rows))
-
 
 @dataclass(frozen=True, slots=True)
 class _Write:
@@ -418,6 +414,8 @@ class SQLStore:
         self._sql = self._prepare()
         #: Statements over ``n`` rows (a batch's runs or leases), built once per size.
         self._sized: dict[tuple[str, int], _DriverStatement] = {}
+        #: Prepared statements sent as driver statements (``_driver_statement``).
+        self._driver: dict[str, _DriverStatement] = {}
         #: PostgreSQL's one-statement claim (``_claim_statement``), built on first use.
         self._claim_sql: str | None = None
         #: PostgreSQL's one-statement forms of inserts sent together (``_one_statement``).
@@ -475,6 +473,13 @@ class SQLStore:
              batch: bool = False) -> T:
         """Run ``body`` in one transaction, retrying it whole on transient errors
         (``batch``: see ``Dialect.transaction``)."""
+        return self._run_reading(lambda conn, _: body(conn), (), write=write, batch=batch)
+
+    def _run_reading(self, body: Callable[[sa.Connection, list[list[Any]]], T],
+                     reads: Sequence[DriverRead], *, write: bool, batch: bool = False) -> T:
+        """As ``_run``, with ``reads`` run first and their rows given to ``body``, one
+        list per read (see ``Dialect.transaction``: on PostgreSQL they travel with the
+        transaction's start)."""
         with map_errors(self.name, self._config.secrets):
             if self._closed:
                 raise StoreError(f"the {self.name} store is closed")
@@ -482,9 +487,10 @@ class SQLStore:
                 with (
                     attempt,
                     self._engine.connect() as conn,
-                    self._dialect.transaction(conn, write=write, batch=batch),
+                    self._dialect.transaction(conn, write=write, batch=batch,
+                                              reads=reads) as rows,
                 ):
-                    return body(conn)
+                    return body(conn, rows)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _prepare(self) -> dict[str, Any]:
@@ -1073,27 +1079,31 @@ class SQLStore:
         for run_id in after:
             _text("run_id", run_id)
 
-        def body(conn: sa.Connection) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        fresh = [{"run_id": run_id} for run_id in sorted(after) if after[run_id] is None]
+        known = [{"run_id": run_id, "seq": seq}
+                 for run_id, seq in sorted(after.items()) if seq is not None]
+        # The rows of ``checkpointed_facts`` carry ``cp_seq`` (a checkpoint's row: no
+        # ``seq``); those of ``facts_after`` are facts only.
+        reads = [(statement.sql, statement.values(params, chunk))
+                 for kind, runs in (("checkpointed_facts", fresh), ("facts_after", known))
+                 for statement, params, chunk in self._reads(kind, runs)]
+
+        def body(conn: sa.Connection, results: list[list[Any]]
+                 ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
             checkpoints: dict[str, Checkpoint] = {}
             facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
-            fresh = [{"run_id": run_id} for run_id in sorted(after) if after[run_id] is None]
-            for statement, params, chunk in self._reads("checkpointed_facts", fresh):
-                for row in statement.execute(conn, params, chunk):
+            for rows in results:
+                for row in rows:
                     if row.seq is None:
                         checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq),
                                                              data=row.cp_data)
                     else:
                         facts[row.run_id].append(self._fact(row.run_id, row))
-            known = [{"run_id": run_id, "seq": seq}
-                     for run_id, seq in sorted(after.items()) if seq is not None]
-            for statement, params, chunk in self._reads("facts_after", known):
-                for row in statement.execute(conn, params, chunk):
-                    facts[row.run_id].append(self._fact(row.run_id, row))
             for run_facts in facts.values():
                 run_facts.sort(key=lambda fact: fact.seq)
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
-        return self._run(body, write=False, batch=len(after) > 1)
+        return self._run_reading(body, reads, write=False, batch=len(after) > 1)
 
     def head(self, run_id: str) -> int:
         return self._run(lambda conn: self._head(conn, run_id), write=False)
@@ -1930,8 +1940,9 @@ class SQLStore:
             runs.add(commit.run_id)
         if group:
             try:
-                written = self._run(lambda conn: self._commit_group(conn, group), write=True,
-                                    batch=len(group) > 1)
+                written = self._run_reading(
+                    lambda conn, rows: self._commit_group(conn, group, rows),
+                    self._group_reads(group), write=True, batch=len(group) > 1)
             except (AppendConflict, _KeyRace):
                 written = {}
             for index, _ in group:
@@ -1946,17 +1957,55 @@ class SQLStore:
                 results[index] = exc
         return [r for r in results if r is not None]
 
-    def _commit_group(self, conn: sa.Connection,
-                      group: Sequence[tuple[int, _Params]]) -> dict[int, CommitResult]:
-        """Check and write the commits of ``group`` that pass; their results by index."""
+    def _group_reads(self, group: Sequence[tuple[int, _Params]]) -> list[DriverRead]:
+        """PostgreSQL: the group commit's reads (``_commit_group``), sent with its
+        transaction's start; elsewhere none (``_commit_group`` runs them itself).
+
+        The settled leases' rows, locked in key order; the runs' statuses and journal
+        heads; and, if the group enqueues, which of all its dispatch keys exist (the
+        commits that fail their checks are then left out by the caller).
+        """
+        if self.name != "postgresql":
+            return []
+        reads = [("lock_settled", {"keys": self._group_keys(group)}),
+                 ("heads_statuses", {"run_ids": sorted({p.commit.run_id for _, p in group})})]
+        keys = [x.key for _, p in group for x in p.commit.enqueue]
+        if keys:
+            reads.append(("existing_keys", {"keys": keys}))
+        return [(statement.sql, statement.values(params))
+                for statement, params in ((self._driver_statement(name), params)
+                                          for name, params in reads)]
+
+    @staticmethod
+    def _group_keys(group: Sequence[tuple[int, _Params]]) -> list[str]:
+        """The keys of the leases ``group`` settles, sorted (the order they are locked in)."""
+        return sorted(p.commit.settle.key for _, p in group if p.commit.settle is not None)
+
+    def _driver_statement(self, name: str) -> _DriverStatement:
+        """The prepared statement ``name`` (``_prepare``) as a driver statement, built
+        once (PostgreSQL: its ``any_of`` lists are one array parameter, never expanded)."""
+        statement = self._driver.get(name)
+        if statement is None:
+            statement = self._driver[name] = _DriverStatement(self._sql[name],
+                                                              self._engine.dialect)
+        return statement
+
+    def _commit_group(self, conn: sa.Connection, group: Sequence[tuple[int, _Params]],
+                      prefetched: Sequence[Sequence[Any]] = ()) -> dict[int, CommitResult]:
+        """Check and write the commits of ``group`` that pass; their results by index.
+        ``prefetched``: the rows of ``_group_reads``, if it had any."""
         now = self.clock.now()
-        leases = {p.commit.settle.key: p.commit.settle for _, p in group
-                  if p.commit.settle is not None}
-        rows = {row.dkey: row for row in conn.execute(self._sql["lock_settled"],
-                                                       {"keys": sorted(leases)})}
         run_ids = sorted({p.commit.run_id for _, p in group})
-        runs = {row[0]: (row[1], int(row[2] or 0))
-                for row in conn.execute(self._sql["heads_statuses"], {"run_ids": run_ids})}
+        if prefetched:
+            locked, heads_statuses, *existing = prefetched
+        else:
+            locked = conn.execute(self._sql["lock_settled"],
+                                  {"keys": self._group_keys(group)}).all()
+            heads_statuses = conn.execute(self._sql["heads_statuses"],
+                                          {"run_ids": run_ids}).all()
+            existing = []
+        rows = {row.dkey: row for row in locked}
+        runs = {row[0]: (row[1], int(row[2] or 0)) for row in heads_statuses}
         unindexed = [r for r in run_ids if r not in runs]
         if unindexed:  # runs without an index row yet (facts appended, or none at all)
             heads = dict.fromkeys(unindexed, 0)
@@ -1979,8 +2028,8 @@ class SQLStore:
             passing.append((index, p))
         keys = [x.key for _, p in passing for x in p.commit.enqueue]
         if keys:
-            taken = {row.dkey for row in conn.execute(self._sql["existing_keys"],
-                                                      {"keys": keys})}
+            taken = {row.dkey for row in (existing[0] if existing else conn.execute(
+                self._sql["existing_keys"], {"keys": keys}))}
             passing = [(i, p) for i, p in passing
                        if not any(x.key in taken for x in p.commit.enqueue)]
         if not passing:

@@ -296,3 +296,35 @@ def test_a_group_raced_between_its_checks_and_writes_is_committed_one_at_a_time(
     states = {x.dispatch.run_id: x.state for r in ("r1", "r2") for x in sql_store.dispatches(r)}
     assert states == {"r1": "completed", "r2": "completed"}
     assert [len(sql_store.read(r)) for r in ("r1", "r2")] == [2, 2]
+
+
+def test_a_group_sends_alone_only_the_commit_whose_dispatch_key_exists(
+    sql_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r2 enqueues, again, a dispatch it already has (the same intent: idempotent); r1 a
+    new one. The group writes r1 and leaves r2 to ``commit`` alone, which keeps the
+    dispatch as it is. (On PostgreSQL the keys are looked up with the group's other
+    reads, before its checks, for every commit of the group.)"""
+    later = dispatch("r2", "later", delay=60)
+    start(sql_store, "r1", dispatch("r1", "a"))
+    start(sql_store, "r2", dispatch("r2", "a"), later)
+    leases = sorted(sql_store.claim("w", lease_for=30, limit=2), key=lambda x: x.key)
+    enqueue = {"r1": [dispatch("r1", "b")], "r2": [later]}
+    commits = [Commit(lease.dispatch.run_id, 1, facts(2, 1),
+                      entry(lease.dispatch.run_id, last_seq=2),
+                      enqueue=enqueue[lease.dispatch.run_id], settle=lease)
+               for lease in leases]
+    alone: list[str] = []
+    commit = sql_store.commit
+
+    def commit_alone(c: Commit) -> CommitResult:
+        alone.append(c.run_id)
+        return commit(c)
+
+    monkeypatch.setattr(sql_store, "commit", commit_alone)
+    assert sql_store.commit_many(commits) == [CommitResult(2), CommitResult(2)]
+    assert alone == ["r2"]
+    states = {(x.dispatch.run_id, x.dispatch.step): x.state
+              for r in ("r1", "r2") for x in sql_store.dispatches(r)}
+    assert states == {("r1", "a"): "completed", ("r1", "b"): "available",
+                      ("r2", "a"): "completed", ("r2", "later"): "scheduled"}

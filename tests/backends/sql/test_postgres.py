@@ -22,7 +22,7 @@ from sql_helpers import T0, dispatch, end_group, entry, facts, settle, start
 
 from squidie_backends.sql import SQLStore, uninstall
 from squidie_core import ManualClock
-from squidie_core.errors import AppendConflict, LeaseLostError, RunTerminalError
+from squidie_core.errors import AppendConflict, LeaseLostError, RunTerminalError, StoreError
 from squidie_core.storage import Checkpoint, Commit, CommitResult
 
 pytestmark = pytest.mark.postgres
@@ -332,6 +332,42 @@ def test_the_setting_ends_with_the_batch(pg_store: SQLStore) -> None:
 
     assert pg_store._run(setting, write=False, batch=True) == "off"
     assert pg_store._run(setting, write=False) == "on"
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_a_batch_reads_its_first_statements_with_the_setting(
+    pg_store: SQLStore, write: bool
+) -> None:
+    """A batch's first reads go with the transaction's start (in one pipeline): they
+    see the batch's setting, their rows come back by attribute and by position, and the
+    setting ends with the batch. A write batch's own statements are in its transaction;
+    a batch of reads has no transaction left for its block to use (it autocommits)."""
+    reads = [("SHOW enable_seqscan", None),
+             ("SELECT %(a)s::int AS a, %(b)s::text AS b", {"a": 7, "b": "x"})]
+
+    def body(conn: sa.Connection, rows: list[list[Any]]) -> tuple[Any, ...]:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        return (rows, raw.autocommit,
+                conn.exec_driver_sql("SHOW enable_seqscan").scalar())
+
+    rows, autocommit, later = pg_store._run_reading(body, reads, write=write, batch=True)
+    assert [[tuple(row) for row in read] for read in rows] == [[("off",)], [(7, "x")]]
+    assert (rows[1][0].a, rows[1][0].b) == (7, "x")
+    assert (autocommit, later) == ((False, "off") if write else (True, "on"))
+    assert pg_store._run(lambda conn: conn.exec_driver_sql("SHOW enable_seqscan").scalar(),
+                         write=write) == "on"
+
+
+def test_a_failing_first_read_fails_the_batch_and_leaves_the_connection_usable(
+    pg_store: SQLStore
+) -> None:
+    with pytest.raises(StoreError, match="UndefinedTable"):
+        pg_store._run_reading(lambda conn, rows: rows, [("SELECT * FROM no_such_table", None)],
+                              write=True, batch=True)
+    for _ in range(8):  # every pooled connection, in turn: none left mid-pipeline
+        assert pg_store._run_reading(lambda conn, rows: rows[0][0][0], [("SELECT 1", None)],
+                                     write=True, batch=True) == 1
 
 
 def test_without_pipelines_the_writes_go_one_by_one(
