@@ -1962,8 +1962,8 @@ class SQLStore:
         transaction's start; elsewhere none (``_commit_group`` runs them itself).
 
         The settled leases' rows, locked in key order; the runs' statuses and journal
-        heads; and, if the group enqueues, which of all its dispatch keys exist (the
-        commits that fail their checks are then left out by the caller).
+        heads; and, if the group enqueues, which of its dispatch keys exist: the keys of
+        every commit of the group, since the checks that leave some out come after.
         """
         if self.name != "postgresql":
             return []
