@@ -15,7 +15,7 @@ import json
 import pprint
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ from conformance._workflows import (
     join,
 )
 from squidie_core import ManualClock, Squidie, Workflow, manual, open_store, step
-from squidie_core.storage import Store, read_runs
+from squidie_core.storage import Lease, Store, read_claimed, read_runs
 
 SEED = 20_260_324
 MAX_DELIVERIES = 3
@@ -158,6 +158,11 @@ class _ReadGate:
 
     def read_runs(self, after: Mapping[str, int | None]) -> Any:
         runs = read_runs(self._store, after)  # the store's own batched read, if any
+        self._gate()
+        return runs
+
+    def read_claimed(self, leases: Sequence[Lease], after: Mapping[str, int | None]) -> Any:
+        runs = read_claimed(self._store, leases, after)  # the store's own, if any
         self._gate()
         return runs
 

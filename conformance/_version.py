@@ -11,4 +11,4 @@ from __future__ import annotations
 
 __all__ = ["SUITE_VERSION"]
 
-SUITE_VERSION = "1.1"
+SUITE_VERSION = "1.2"

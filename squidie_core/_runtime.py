@@ -67,6 +67,7 @@ from squidie_core.storage import (
     Store,
     check_queue_name,
     commit_many,
+    read_claimed,
     read_runs,
 )
 
@@ -436,9 +437,12 @@ class Squidie:
         """
         return self._load(run_id)[0]
 
-    def _load(self, run_id: str) -> tuple[RunState, int]:
-        # The checkpoint and the facts after it, in one read where the store can.
-        checkpoint, facts = read_runs(self.store, {run_id: None})[run_id]
+    def _load(self, run_id: str, lease: Lease | None = None) -> tuple[RunState, int]:
+        # The checkpoint and the facts after it, in one read where the store can (of a
+        # claimed run: with its claim, where the store can).
+        after: dict[str, int | None] = {run_id: None}
+        checkpoint, facts = (read_runs(self.store, after) if lease is None
+                             else read_claimed(self.store, [lease], after))[run_id]
         state: RunState | None = None
         base = 0
         if checkpoint is not None:
@@ -458,8 +462,9 @@ class Squidie:
             state = RunState(run_id)
         return fold(run_id, facts, state), base
 
-    def _load_cached(self, run_id: str) -> tuple[RunState, int]:
-        """``_load``, starting from the state this engine cached after the run's last step.
+    def _load_cached(self, run_id: str, lease: Lease) -> tuple[RunState, int]:
+        """``_load`` of the run of a claimed ``lease``, starting from the state this
+        engine cached after the run's last step.
 
         The journal is still read, after the cached sequence, and those facts folded in:
         the result is what ``_load`` returns, one round trip cheaper.
@@ -467,25 +472,28 @@ class Squidie:
         with self._states_lock:
             cached = self._states.pop(run_id, None)
         if cached is None:
-            return self._load(run_id)
+            return self._load(run_id, lease)
         state, checkpoint_seq = cached
-        return fold(run_id, self.store.read(run_id, after_seq=state.seq), state), checkpoint_seq
+        _, facts = read_claimed(self.store, [lease], {run_id: state.seq})[run_id]
+        return fold(run_id, facts, state), checkpoint_seq
 
-    def _load_many(self, run_ids: Sequence[str]) -> dict[str, tuple[RunState, int]]:
-        """``_load_cached`` for several runs in one read (``read_runs``).
+    def _load_many(self, leases: Sequence[Lease]) -> dict[str, tuple[RunState, int]]:
+        """``_load_cached`` for the runs of several claimed leases (one each) in one read
+        (``read_claimed``).
 
         A run that needs anything unusual (an unreadable checkpoint, a checkpoint with
         nothing after it, no facts, a corrupt fact) is left out: its attempt loads it
         alone, which decides and explains.
         """
         cached: dict[str, tuple[RunState, int]] = {}
+        run_ids = [lease.dispatch.run_id for lease in leases]
         with self._states_lock:
             for run_id in run_ids:
                 hit = self._states.pop(run_id, None)
                 if hit is not None:
                     cached[run_id] = hit
         try:
-            reads = read_runs(self.store, {
+            reads = read_claimed(self.store, leases, {
                 run_id: cached[run_id][0].seq if run_id in cached else None
                 for run_id in run_ids
             })
@@ -900,7 +908,8 @@ class Squidie:
         # branches) is loaded by each attempt itself; the second outcome's commit then
         # conflicts with the first and is re-planned from fresh facts.
         counts = Counter(lease.dispatch.run_id for lease in leases)
-        preloaded = self._load_many([r for r, n in counts.items() if n == 1])
+        preloaded = self._load_many([lease for lease in leases
+                                     if counts[lease.dispatch.run_id] == 1])
         try:
             for index, lease in enumerate(leases):
                 if stop is not None and stop():
@@ -1048,7 +1057,7 @@ class Squidie:
         run, or why not."""
         d = lease.dispatch
         try:
-            state, checkpoint_seq = loaded or self._load_cached(d.run_id)
+            state, checkpoint_seq = loaded or self._load_cached(d.run_id, lease)
         except RunNotFound:
             return self._bury(lease, "run_not_found", f"run {d.run_id} has no journal")
         except CorruptDataError as exc:

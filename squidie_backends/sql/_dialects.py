@@ -70,6 +70,13 @@ class Dialect:
         pipeline: PostgreSQL, with libpq 14 or newer)."""
         return False
 
+    @staticmethod
+    def queue_read(raw: Any, read: DriverRead) -> Any:
+        """Send ``read`` in the pipeline open on the driver connection ``raw``; its
+        cursor, whose rows are named tuples once the pipeline has synced (only where
+        ``pipelines``)."""
+        raise NotImplementedError("no pipelines on this dialect")
+
     # ------------------------------------------------------------------ engine
 
     def engine_url(self, url: URL) -> URL:
@@ -420,7 +427,7 @@ class PostgresDialect(Dialect):
                 # BEGIN: one round trip for all of them.
                 with raw.pipeline():
                     raw.execute("SET LOCAL enable_seqscan = off")
-                    cursors = [self._queue_read(raw, read) for read in reads]
+                    cursors = [self.queue_read(raw, read) for read in reads]
                 yield [cursor.fetchall() for cursor in cursors]
                 return
             # A batch of reads and nothing else: no BEGIN and no COMMIT of their own.
@@ -431,11 +438,11 @@ class PostgresDialect(Dialect):
             with self.autocommit(conn):
                 with raw.pipeline():
                     raw.execute("SELECT set_config('enable_seqscan', 'off', true)")
-                    cursors = [self._queue_read(raw, read) for read in reads]
+                    cursors = [self.queue_read(raw, read) for read in reads]
                 yield [cursor.fetchall() for cursor in cursors]
 
     @staticmethod
-    def _queue_read(raw: Any, read: DriverRead) -> Any:
+    def queue_read(raw: Any, read: DriverRead) -> Any:
         """Send ``read`` in the pipeline open on ``raw``; its cursor, whose rows are
         named tuples once the pipeline has synced."""
         from psycopg.rows import namedtuple_row

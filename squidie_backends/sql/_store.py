@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -345,6 +346,14 @@ _CLAIMED = ("dkey", "run_id", "workflow", "step", "attempt", "queue", "priority"
 #: the rest, which the client encodes.
 _CLAIMED_EVENT = '{"event":"claimed","fence":'
 
+#: The transaction setting in which PostgreSQL's one-statement claim leaves the runs it
+#: took, for the read that follows it (``SQLStore._claimed_read``).
+_CLAIMED_RUNS = "squidie.claimed_runs"
+
+#: What a thread's last claim read with it (``SQLStore._prefetched``): the run of each
+#: lease token it handed out, and each run's checkpoint and facts' rows.
+_Claimed = tuple[dict[str, str], dict[str, tuple[Checkpoint | None, list[Any]]]]
+
 #: The text a gated statement fails to cast when its gate matched no row (its error, an
 #: ``invalid_text_representation``, is told from any other by this text).
 _GATE_REFUSED = "squidie: gate refused"
@@ -418,6 +427,10 @@ class SQLStore:
         self._driver: dict[str, _DriverStatement] = {}
         #: PostgreSQL's one-statement claim (``_claim_statement``), built on first use.
         self._claim_sql: str | None = None
+        #: The read of a claim's runs (``_claimed_read``), built on first use.
+        self._claimed_sql: str | None = None
+        #: Per thread, the journals of the runs its last claim took (``_prefetched``).
+        self._prefetch = threading.local()
         #: PostgreSQL's one-statement forms of inserts sent together (``_one_statement``).
         self._joined: dict[tuple[str, ...], tuple[str, list[tuple[str, ...]]]] = {}
         try:
@@ -906,9 +919,10 @@ class SQLStore:
         """The array parameter ``key`` of ``column``'s type (PostgreSQL's ``unnest``)."""
         return f"CAST(:{key} AS {self._type_of(column)}[])"
 
-    def _unnest_read(self, kind: str) -> sa.TextClause:
+    def _unnest_read(self, kind: str, run_ids: str | None = None) -> sa.TextClause:
         """PostgreSQL's read of many runs (``_unnest``): ``facts_after`` takes the arrays
-        ``run_id`` and ``seq``, ``checkpointed_facts`` ``run_id``.
+        ``run_id`` and ``seq``, ``checkpointed_facts`` ``run_id`` (or the runs of the SQL
+        array expression ``run_ids``).
 
         Each run's facts are a ``LATERAL`` subquery on the journal's primary key, kept
         from being flattened into a join by ``OFFSET 0``: joined to ``unnest``, a table
@@ -918,7 +932,7 @@ class SQLStore:
         c, f = self.tables.checkpoints, self.tables.facts
         preparer = self._engine.dialect.identifier_preparer
         facts, checkpoints = preparer.format_table(f), preparer.format_table(c)
-        run_ids, columns = self._array("run_id", f.c.run_id), _FACT_COLUMNS
+        run_ids, columns = run_ids or self._array("run_id", f.c.run_id), _FACT_COLUMNS
 
         def per_run(bound: str) -> str:
             return (f"CROSS JOIN LATERAL (SELECT {columns} FROM {facts} AS f "
@@ -1045,6 +1059,7 @@ class SQLStore:
         return AppendConflict(exc.run_id, exc.expected_seq, self.head(exc.run_id))
 
     def append(self, run_id: str, facts: Sequence[Fact], expected_seq: int) -> int:
+        self._forget_claimed()
         check_contiguous(facts, expected_seq)
         _text("run_id", run_id)
         rows = self._fact_rows(run_id, facts)
@@ -1104,6 +1119,18 @@ class SQLStore:
             return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
 
         return self._run_reading(body, reads, write=False, batch=len(after) > 1)
+
+    def read_claimed(
+        self, leases: Sequence[Lease], after: Mapping[str, int | None]
+    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """``ClaimReader.read_claimed``: on PostgreSQL, the runs of the leases this
+        thread's last claim took are answered from what the claim read with them
+        (``_claimed_read``), the others by ``read_runs``."""
+        for run_id in after:
+            _text("run_id", run_id)
+        found = self._prefetched(leases, after)
+        rest = {run_id: seq for run_id, seq in after.items() if run_id not in found}
+        return {**found, **self.read_runs(rest)} if rest else found
 
     def head(self, run_id: str) -> int:
         return self._run(lambda conn: self._head(conn, run_id), write=False)
@@ -1419,6 +1446,7 @@ class SQLStore:
         if lease_for <= 0:
             raise InvalidArgument("lease_for", "must be positive")
         _text("owner_id", owner_id)
+        self._forget_claimed()
         names = list(dict.fromkeys(queues or ("default",)))
         if self._wake is not None:
             self._wake.before_claim(names)
@@ -1477,12 +1505,21 @@ class SQLStore:
         assert claimed.startswith(_CLAIMED_EVENT + "0,")
         raw = conn.connection.driver_connection
         assert raw is not None
+        params = {
+            "queue": queue, "now": now, "want": limit, "owner": owner_id,
+            "expires": expires, "hashes": [hash_token(t) for t in tokens],
+            "tail": claimed[len(_CLAIMED_EVENT) + 1:],
+        }
+        journals: list[Any] | None = None
         with self._dialect.autocommit(conn), raw.cursor() as cursor:
-            cursor.execute(self._claim_statement(), {
-                "queue": queue, "now": now, "want": limit, "owner": owner_id,
-                "expires": expires, "hashes": [hash_token(t) for t in tokens],
-                "tail": claimed[len(_CLAIMED_EVENT) + 1:],
-            })
+            if self._dialect.pipelines:
+                # The claimed runs' journals travel with the claim (``_claimed_read``).
+                with raw.pipeline():
+                    cursor.execute(self._claim_statement(), params)
+                    read = self._dialect.queue_read(raw, (self._claimed_read(), None))
+                journals = read.fetchall()
+            else:
+                cursor.execute(self._claim_statement(), params)
             rows = cursor.fetchall()
         taken = [SimpleNamespace(**dict(zip(_CLAIMED, row, strict=False)))
                  for row in rows if row[0] is not None]
@@ -1492,6 +1529,9 @@ class SQLStore:
                   fence=int(row.fence), delivery=int(row.deliveries), expires_at=expires)
             for row in taken
         ]
+        if journals is not None:
+            self._prefetch.claimed = ({lease.token: lease.dispatch.run_id for lease in leases},
+                                      self._claimed_journals(taken, journals))
         return leases, locked == len(taken) and (len(taken) == limit or not more)
 
     def _claim_statement(self) -> str:
@@ -1500,7 +1540,12 @@ class SQLStore:
         ``_candidates``), each past its delivery limit left as it is, the others taken
         as ``_take`` takes them, token hash ``n`` to the ``n``-th; then one row per
         taken dispatch (none: one row of nulls) with the number of rows locked and
-        whether the queue has another level."""
+        whether the queue has another level.
+
+        For ``_claimed_read``, sent after it in its transaction, the statement leaves the
+        taken dispatches' runs in the setting ``_CLAIMED_RUNS`` and ``enable_seqscan``
+        off (as for any batch read, see ``Dialect.transaction``; set while the claim
+        runs, so for the statements planned after it)."""
         if self._claim_sql is not None:
             return self._claim_sql
         d = self._engine.dialect.identifier_preparer.format_table(self.tables.dispatches)
@@ -1523,13 +1568,80 @@ class SQLStore:
             f"|| (t.fence + 1) || %(tail)s "
             f"FROM numbered WHERE t.id = numbered.id "
             f"RETURNING {', '.join(f't.{c}' for c in _CLAIMED[:-1])}, numbered.n) "
-            f"SELECT took.*, s.locked, s.more FROM (SELECT (SELECT count(*) FROM picked) "
+            f"SELECT took.*, s.settings, s.locked, s.more FROM (SELECT (SELECT "
+            f"set_config('{_CLAIMED_RUNS}', coalesce(CAST(array_agg(run_id) AS text), "
+            f"'{{}}'), true) || set_config('enable_seqscan', 'off', true) FROM took) "
+            f"AS settings, (SELECT count(*) FROM picked) "
             f"AS locked, EXISTS (SELECT 1 FROM {d} WHERE lane = %(queue)s "
             f"AND priority > (SELECT p FROM lvl)) AS more) AS s "
             f"LEFT JOIN took ON true ORDER BY took.n"
         )
         self._claim_sql = sql
         return sql
+
+    def _claimed_read(self) -> str:
+        """PostgreSQL: the checkpoints and journals of the runs a claim just took (the
+        setting ``_CLAIMED_RUNS`` its statement left), as ``read_runs`` reads them.
+
+        Sent after the claim in its pipeline, so in its implicit transaction, the read
+        sees the claim's settings and, taking a snapshot of its own, every fact
+        committed before it ran."""
+        if self._claimed_sql is None:
+            run_ids = f"CAST(nullif(current_setting('{_CLAIMED_RUNS}', true), '') AS text[])"
+            text = self._unnest_read("checkpointed_facts", run_ids)
+            self._claimed_sql = _DriverStatement(text, self._engine.dialect).sql
+        return self._claimed_sql
+
+    def _forget_claimed(self) -> _Claimed | None:
+        """Drop this thread's journals of its last claim (``_prefetched``); them."""
+        claimed: _Claimed | None = getattr(self._prefetch, "claimed", None)
+        self._prefetch.claimed = None
+        return claimed
+
+    def _claimed_journals(self, taken: Sequence[Any], rows: Sequence[Any]
+                          ) -> dict[str, tuple[Checkpoint | None, list[Any]]]:
+        """The rows of ``_claimed_read`` by run: its checkpoint and its facts' rows, in
+        sequence order (decoded only if read: ``_prefetched``)."""
+        facts: dict[str, list[Any]] = {row.run_id: [] for row in taken}
+        checkpoints: dict[str, Checkpoint] = {}
+        for row in rows:
+            if row.seq is None:
+                checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq), data=row.cp_data)
+            elif row.run_id in facts:
+                facts[row.run_id].append(row)
+        for run_rows in facts.values():
+            run_rows.sort(key=lambda row: row.seq)
+        return {run_id: (checkpoints.get(run_id), run_rows)
+                for run_id, run_rows in facts.items()}
+
+    def _prefetched(self, leases: Sequence[Lease], after: Mapping[str, int | None]
+                    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """What this thread's last claim read of the runs of ``after`` that ``leases``
+        of that claim hold (``read_runs``'s answer for them), taken once: the next
+        ``read_claimed`` on the thread, its next claim or journal write drops it.
+
+        A run read after a sequence is answered only if its checkpoint is not past it
+        (the facts in between were not read). The answer is the journal as it was when
+        the claim took the run's dispatch: a read made then, which a commit's
+        optimistic check covers as it covers any read before it."""
+        claimed = self._forget_claimed()
+        if claimed is None:
+            return {}
+        tokens, runs = claimed
+        held = {lease.dispatch.run_id for lease in leases
+                if tokens.get(lease.token) == lease.dispatch.run_id}
+        found: dict[str, tuple[Checkpoint | None, list[Fact]]] = {}
+        for run_id, seq in after.items():
+            hit = runs.get(run_id) if run_id in held else None
+            if hit is None:
+                continue
+            checkpoint, rows = hit
+            if seq is None:
+                found[run_id] = (checkpoint, [self._fact(run_id, row) for row in rows])
+            elif checkpoint is None or checkpoint.seq <= seq:
+                found[run_id] = (None, [self._fact(run_id, row)
+                                        for row in rows if row.seq > seq])
+        return found
 
     @staticmethod
     def _expired_event(row: Any) -> str:
@@ -1809,6 +1921,7 @@ class SQLStore:
         )
 
     def commit(self, commit: Commit) -> CommitResult:
+        self._forget_claimed()
         params = self._commit_params(commit)
         run_id = commit.run_id
         expected, count = commit.expected_seq, len(commit.facts)
@@ -1924,6 +2037,7 @@ class SQLStore:
         between the checks and the writes), the group's transaction is rolled back and
         its commits are committed alone too.
         """
+        self._forget_claimed()
         results: list[CommitResult | SquidieError | None] = [None] * len(commits)
         group: list[tuple[int, _Params]] = []
         alone: list[int] = []

@@ -3,7 +3,8 @@
 Public surface (for adapter authors and the conformance suite):
 
 - protocols: ``Store``, ``JournalStore``, ``LeaseDelivery``, and the optional
-  ``BatchCommitter`` (group commit) and ``BatchReader`` (several runs in one read)
+  ``BatchCommitter`` (group commit), ``BatchReader`` (several runs in one read) and
+  ``ClaimReader`` (claimed runs read with their claim)
 - data: ``Fact``, ``Checkpoint``, ``RunEntry``, ``Page``, ``Dispatch``, ``Lease``,
   ``DispatchRecord``, ``QueueDepth``, ``Commit``, ``CommitResult``, ``Capabilities``
 - constants: ``RUN_STATUSES``, ``TERMINAL_STATUSES``, ``DISPATCH_STATES``,
@@ -12,7 +13,8 @@ Public surface (for adapter authors and the conformance suite):
 - helpers: ``new_token``, ``hash_token``, ``encode_cursor``, ``decode_cursor``,
   ``check_commit``, ``check_contiguous``, ``check_queue_name``, ``same_facts``,
   ``commit_each`` and ``commit_many`` (group commit through ``BatchCommitter`` or one
-  commit at a time), ``read_runs`` (through ``BatchReader`` or run by run)
+  commit at a time), ``read_runs`` (through ``BatchReader`` or run by run),
+  ``read_claimed`` (through ``ClaimReader`` or ``read_runs``)
 
 See ``docs/writing-a-backend.md`` for a walkthrough.
 """
@@ -28,6 +30,7 @@ from squidie_core.storage._contract import (
     BatchReader,
     Capabilities,
     Checkpoint,
+    ClaimReader,
     Commit,
     CommitResult,
     Dispatch,
@@ -50,6 +53,7 @@ from squidie_core.storage._contract import (
     encode_cursor,
     hash_token,
     new_token,
+    read_claimed,
     read_runs,
     same_facts,
 )
@@ -64,6 +68,7 @@ __all__ = [
     "BatchReader",
     "Capabilities",
     "Checkpoint",
+    "ClaimReader",
     "Clock",
     "Commit",
     "CommitResult",
@@ -89,6 +94,7 @@ __all__ = [
     "encode_cursor",
     "hash_token",
     "new_token",
+    "read_claimed",
     "read_runs",
     "same_facts",
 ]

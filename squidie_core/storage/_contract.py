@@ -658,6 +658,25 @@ class BatchReader(Protocol):
 
 
 @runtime_checkable
+class ClaimReader(Protocol):
+    """The optional read a store may add to ``Store`` to load claimed runs with less
+    than a read of their own (a worker loads the runs of each claim through it)."""
+
+    def read_claimed(
+        self, leases: Sequence[Lease], after: Mapping[str, int | None]
+    ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+        """``read_runs(after)`` for the runs of ``leases``, just claimed by this caller.
+
+        The answer for a run may be the journal as it was when its lease was claimed
+        (a store may read the runs together with the claim) rather than as it is now:
+        what a read made right after the claim would have returned. It is never older
+        than that claim. Runs with no lease among ``leases``, or none from the store's
+        latest claim for this caller, are read as ``read_runs`` reads them.
+        """
+        ...
+
+
+@runtime_checkable
 class Store(JournalStore, LeaseDelivery, Protocol):
     """A complete backend: journal, delivery, and the atomic commit joining them.
 
@@ -801,6 +820,17 @@ def read_runs(
         base = seq if seq is not None else (checkpoint.seq if checkpoint else 0)
         runs[run_id] = (checkpoint, store.read(run_id, after_seq=base))
     return runs
+
+
+def read_claimed(
+    store: Store, leases: Sequence[Lease], after: Mapping[str, int | None]
+) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
+    """``ClaimReader.read_claimed`` through the store's own, or ``read_runs``."""
+    own = getattr(store, "read_claimed", None)
+    if own is not None:
+        found: dict[str, tuple[Checkpoint | None, list[Fact]]] = own(leases, after)
+        return found
+    return read_runs(store, after)
 
 
 def _canonical(fact: Fact) -> str:

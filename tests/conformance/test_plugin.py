@@ -158,7 +158,7 @@ class TestStore(StoreSuite, Fixtures):
     items, _ = pytester.inline_genitems("-p", "conformance.pytest_plugin")
     assert len(items) >= 150
     versions = {item.get_closest_marker(SINCE).args[0] for item in items}  # type: ignore[union-attr]
-    assert versions == {"1.0", "1.1"}
+    assert versions == {"1.0", "1.1", "1.2"}
     assert all(item.get_closest_marker(SINCE) is not None for item in items)
 
 

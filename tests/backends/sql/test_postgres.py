@@ -270,6 +270,110 @@ def test_a_claim_is_one_statement_unless_it_meets_what_only_the_full_claim_decid
         uninstall(url)
 
 
+def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements psycopg is given from now on, pipelined or not."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    return sent
+
+
+def test_a_claim_reads_its_runs_in_its_round_trip(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's pipeline reads the taken runs' checkpoints and journals: the runs of
+    its leases are then read with no statement, as ``read_runs`` reads them. A run read
+    after a sequence its checkpoint is past, or a run not claimed, is read anew."""
+    start(pg_store, "plain", dispatch("plain"), count=2)
+    start(pg_store, "kept", dispatch("kept"))
+    pg_store.write_checkpoint("kept", Checkpoint(seq=1, data="state@1"))
+    pg_store.append("kept", facts(2, 2), expected_seq=1)
+    start(pg_store, "late", dispatch("late", delay=60), count=3)
+    pg_store.write_checkpoint("late", Checkpoint(seq=2, data="state@2"))
+    start(pg_store, "none")
+    sent = _statements(monkeypatch)
+    leases = pg_store.claim("w", lease_for=300, limit=4)
+    assert sorted(lease.dispatch.run_id for lease in leases) == ["kept", "plain"]
+    assert len(sent) == 2  # the claim and its read, in one pipeline
+    sent.clear()
+    after: dict[str, int | None] = {"plain": 1, "kept": None}
+    found = pg_store.read_claimed(leases, after)
+    assert sent == []
+    assert found == pg_store.read_runs(after)
+    assert found["kept"][0] == Checkpoint(seq=1, data="state@1")
+    assert [f.seq for f in found["kept"][1]] == [2, 3]
+    assert [f.seq for f in found["plain"][1]] == [2]
+    # Taken once: read again, the runs are read anew.
+    sent.clear()
+    assert pg_store.read_claimed(leases, after) == found
+    assert sent != []
+
+    pg_store.clock = ManualClock(pg_store.clock.now() + 61)  # late becomes visible
+    leases = pg_store.claim("w", lease_for=30, limit=4)
+    assert [lease.dispatch.run_id for lease in leases] == ["late"]
+    ask: dict[str, int | None] = {"late": 1, "none": None}
+    sent.clear()
+    assert pg_store.read_claimed(leases, ask) == pg_store.read_runs(ask)
+    assert [f.seq for f in pg_store.read_claimed(leases, ask)["late"][1]] == [2, 3]
+    assert sent != []
+
+
+def test_a_claimed_read_is_never_older_than_what_its_thread_wrote(
+    pg_store: SQLStore
+) -> None:
+    """What a claim read answers only the next ``read_claimed`` of its thread with the
+    leases of that claim: a journal write (``append``, ``commit``, ``commit_many``) or
+    a claim on the thread drops it, and another thread reads anew."""
+    import threading
+
+    for run_id in ("a", "b"):
+        start(pg_store, run_id, dispatch(run_id))
+    leases = pg_store.claim("w", lease_for=30, limit=1)
+    pg_store.append("a", facts(2, 1), expected_seq=1)
+    assert [f.seq for f in pg_store.read_claimed(leases, {"a": None})["a"][1]] == [1, 2]
+
+    other = pg_store.claim("w", lease_for=30, limit=1)
+    assert [lease.dispatch.run_id for lease in other] == ["b"]
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(
+        pg_store.read_claimed(other, {"b": None})))
+    pg_store.append("b", facts(2, 1), expected_seq=1)  # dropped by the write...
+    thread.start()
+    thread.join(30)
+    assert [f.seq for f in seen[0]["b"][1]] == [1, 2]
+
+    start(pg_store, "c", dispatch("c"))
+    mine = pg_store.claim("w", lease_for=30, limit=1)
+    thread = threading.Thread(target=lambda: pg_store.append("c", facts(2, 1),
+                                                             expected_seq=1))
+    thread.start()
+    thread.join(30)
+    # ...but not by another thread's: the answer is as the claim read it.
+    assert [f.seq for f in pg_store.read_claimed(mine, {"c": None})["c"][1]] == [1]
+    assert pg_store.read_claimed(leases, {"a": None}) == pg_store.read_runs({"a": None})
+
+
+def test_a_failing_claimed_read_fails_the_claim_and_takes_nothing(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start(pg_store, "r", dispatch("r"))
+    monkeypatch.setattr(pg_store, "_claimed_read", lambda: "SELECT * FROM no_such_table")
+    with pytest.raises(StoreError, match="UndefinedTable"):
+        pg_store.claim("w", lease_for=30)
+    (record,) = pg_store.dispatches("r")
+    assert (record.state, record.deliveries) == ("available", 0)
+    monkeypatch.undo()
+    for _ in range(8):  # every pooled connection, in turn: none left mid-pipeline
+        assert pg_store.claim("w", lease_for=30, queues=["empty"]) == []
+    (lease,) = pg_store.claim("w", lease_for=30)
+    assert lease.dispatch.run_id == "r"
+
+
 def test_a_lone_read_commits_each_statement_alone(
     pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
