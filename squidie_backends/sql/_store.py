@@ -352,6 +352,10 @@ _CLAIMED_RUNS = "squidie.claimed_runs"
 
 #: What a thread's last claim read with it (``SQLStore._prefetched``): the run of each
 #: lease token it handed out, and each run's checkpoint and facts' rows.
+#: Claims read their runs while at least this share of their runs was read from the
+#: checkpoint (a moving average per thread, ``SQLStore._reads_with_claims``).
+_FRESH_TO_READ = 0.5
+
 _Claimed = tuple[dict[str, str], dict[str, tuple[Checkpoint | None, list[Any]]]]
 
 #: The text a gated statement fails to cast when its gate matched no row (its error, an
@@ -1128,6 +1132,8 @@ class SQLStore:
         (``_claimed_read``), the others by ``read_runs``."""
         for run_id in after:
             _text("run_id", run_id)
+        if self._dialect.pipelines:
+            self._learn_fresh(leases, after)
         found = self._prefetched(leases, after)
         rest = {run_id: seq for run_id, seq in after.items() if run_id not in found}
         return {**found, **self.read_runs(rest)} if rest else found
@@ -1512,7 +1518,7 @@ class SQLStore:
         }
         journals: list[Any] | None = None
         with self._dialect.autocommit(conn), raw.cursor() as cursor:
-            if self._dialect.pipelines:
+            if self._dialect.pipelines and self._reads_with_claims():
                 # The claimed runs' journals travel with the claim (``_claimed_read``).
                 with raw.pipeline():
                     cursor.execute(self._claim_statement(), params)
@@ -1591,6 +1597,27 @@ class SQLStore:
             text = self._unnest_read("checkpointed_facts", run_ids)
             self._claimed_sql = _DriverStatement(text, self._engine.dialect).sql
         return self._claimed_sql
+
+    def _reads_with_claims(self) -> bool:
+        """Whether this thread's claims read their runs (``_claimed_read``): while most
+        of the runs of its recent claims were read from their checkpoints.
+
+        The claim's read returns every fact since a run's checkpoint. A run the engine
+        has cached is read only after the cached sequence (a W1 run's later steps, or
+        any step of an in-process worker that started the run): for those, the rows
+        read for nothing cost more than the round trip saved (measured: W1 drained in
+        process, the claim 4.0-4.9 -> 7.0 ms against a 1.6-3.0 ms read saved)."""
+        return bool(getattr(self._prefetch, "fresh", 1.0) >= _FRESH_TO_READ)
+
+    def _learn_fresh(self, leases: Sequence[Lease], after: Mapping[str, int | None]) -> None:
+        """Record which share of the runs of a claim were read from their checkpoints
+        (``_reads_with_claims``), in a moving average per thread."""
+        asked = [after[lease.dispatch.run_id] for lease in leases
+                 if lease.dispatch.run_id in after]
+        if asked:
+            share = sum(seq is None for seq in asked) / len(asked)
+            self._prefetch.fresh = (0.8 * getattr(self._prefetch, "fresh", 1.0)
+                                    + 0.2 * share)
 
     def _forget_claimed(self) -> _Claimed | None:
         """Drop this thread's journals of its last claim (``_prefetched``); them."""

@@ -358,6 +358,28 @@ def test_a_claimed_read_is_never_older_than_what_its_thread_wrote(
     assert pg_store.read_claimed(leases, {"a": None}) == pg_store.read_runs({"a": None})
 
 
+def test_claims_read_their_runs_while_the_runs_are_read_from_their_checkpoints(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs the engine has cached are read after a known sequence, for which the
+    claim's read of every fact since the checkpoint is wasted: once most runs of a
+    thread's recent claims were read so, its claims go alone, until fresh reads
+    bring the share back up."""
+    sent = _statements(monkeypatch)
+
+    def claim_and_read(run_id: str, seq: int | None) -> int:
+        start(pg_store, run_id, dispatch(run_id))
+        sent.clear()
+        leases = pg_store.claim("w", lease_for=300)
+        statements = len(sent)
+        assert [lease.dispatch.run_id for lease in leases] == [run_id]
+        assert pg_store.read_claimed(leases, {run_id: seq}) == pg_store.read_runs(
+            {run_id: seq})
+        return statements
+
+    assert [claim_and_read(f"cached{i}", 1) for i in range(5)] == [2, 2, 2, 2, 1]
+    assert [claim_and_read(f"fresh{i}", None) for i in range(3)] == [1, 1, 2]
+
 def test_a_failing_claimed_read_fails_the_claim_and_takes_nothing(
     pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
