@@ -57,7 +57,7 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-## The pytest-benchmark micro-benchmarks (append, claim, commit per backend; the fold, an encode and a job in memory).
+## The pytest-benchmark micro-benchmarks (append, claim, commit per backend, a lone step on SQL; the fold, an encode and a job in memory).
 bench-micro: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-enable $(PYTEST_ARGS)
 

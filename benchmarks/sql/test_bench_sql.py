@@ -1,6 +1,6 @@
 """Micro-benchmarks of the SQL store's hot operations (``make bench``): append, claim,
-commit (settling a lease, appending two facts and enqueueing the next dispatch), and the
-group commit of 16 such commits."""
+commit (settling a lease, appending two facts and enqueueing the next dispatch), the
+group commit of 16 such commits, and a lone step of the engine."""
 
 from __future__ import annotations
 
@@ -77,3 +77,22 @@ def test_group_commit_of_16(benchmark: Any, bench_store: SQLStore) -> None:
         assert all(not isinstance(r, Exception) for r in results), results
 
     benchmark.pedantic(commit_group, setup=setup, rounds=60, warmup_rounds=0)
+
+
+def test_lone_step(benchmark: Any, bench_store: SQLStore) -> None:
+    """One ``execute_next`` of a run another engine started (W3's worker side: claim,
+    load, step, commit; no state cached for the run)."""
+    from benchmarks._flows import Single
+    from squidie_core import Squidie
+
+    starter = Squidie(bench_store, workflows=[Single])
+    worker = Squidie(bench_store, workflows=[Single])
+
+    def setup() -> tuple[tuple[()], dict[str, Any]]:
+        starter.start(Single, "go", {})
+        return (), {}
+
+    def step() -> None:
+        assert worker.execute_next(owner_id="w", heartbeat_interval=0) is not None
+
+    benchmark.pedantic(step, setup=setup, rounds=300, warmup_rounds=10)

@@ -43,7 +43,7 @@ def test_the_runner_reports_the_memory_store(capsys: pytest.CaptureFixture[str])
     # Zero skips in the core tier: every case needing no capability ran and passed.
     assert report["core"]["passed"] == report["core"]["cases"] >= 150
     assert len(report["results"]) == report["cases"]
-    assert {r["since"] for r in report["results"]} == {"1.0", SUITE_VERSION}
+    assert {r["since"] for r in report["results"]} == {"1.0", "1.1", SUITE_VERSION}
 
 
 def test_the_runner_prints_a_summary_from_the_command_line() -> None:
