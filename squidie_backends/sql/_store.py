@@ -350,12 +350,12 @@ _CLAIMED_EVENT = '{"event":"claimed","fence":'
 #: took, for the read that follows it (``SQLStore._claimed_read``).
 _CLAIMED_RUNS = "squidie.claimed_runs"
 
-#: What a thread's last claim read with it (``SQLStore._prefetched``): the run of each
-#: lease token it handed out, and each run's checkpoint and facts' rows.
 #: Claims read their runs while at least this share of their runs was read from the
 #: checkpoint (a moving average per thread, ``SQLStore._reads_with_claims``).
 _FRESH_TO_READ = 0.5
 
+#: What a thread's last claim read with it (``SQLStore._prefetched``): the run of each
+#: lease token it handed out, and each run's checkpoint and facts' rows.
 _Claimed = tuple[dict[str, str], dict[str, tuple[Checkpoint | None, list[Any]]]]
 
 #: The text a gated statement fails to cast when its gate matched no row (its error, an
@@ -1620,7 +1620,7 @@ class SQLStore:
                                     + 0.2 * share)
 
     def _forget_claimed(self) -> _Claimed | None:
-        """Drop this thread's journals of its last claim (``_prefetched``); them."""
+        """Drop what this thread's last claim read (``_prefetched``) and return it."""
         claimed: _Claimed | None = getattr(self._prefetch, "claimed", None)
         self._prefetch.claimed = None
         return claimed
