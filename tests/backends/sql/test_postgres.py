@@ -132,13 +132,8 @@ def _commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
-    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A new run's first commit sends its inserts (facts, dispatch, run row, checkpoint)
-    and the wake-up as one statement, which commits on its own: one round trip, no
-    ``BEGIN`` or ``COMMIT``. A unique key it meets still means what it means apart (a
-    resend is a replay, a journal already there a conflict)."""
+def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements psycopg is given from now on, pipelined or not."""
     sent: list[str] = []
     execute = psycopg.Cursor.execute
 
@@ -147,6 +142,17 @@ def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    return sent
+
+
+def test_a_start_is_one_statement_and_its_races_fall_back_to_the_checks(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run's first commit sends its inserts (facts, dispatch, run row, checkpoint)
+    and the wake-up as one statement, which commits on its own: one round trip, no
+    ``BEGIN`` or ``COMMIT``. A unique key it meets still means what it means apart (a
+    resend is a replay, a journal already there a conflict)."""
+    sent = _statements(monkeypatch)
     commands = _commands(monkeypatch)
     commit = Commit("new", 0, facts(1, 2), entry("new", last_seq=2),
                     enqueue=[dispatch("new", "a")], checkpoint=Checkpoint(2, "state@2"))
@@ -268,19 +274,6 @@ def test_a_claim_is_one_statement_unless_it_meets_what_only_the_full_claim_decid
     finally:
         store.close()
         uninstall(url)
-
-
-def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements psycopg is given from now on, pipelined or not."""
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", record)
-    return sent
 
 
 def test_a_claim_reads_its_runs_in_its_round_trip(
