@@ -1109,18 +1109,9 @@ class SQLStore:
 
         def body(conn: sa.Connection, results: list[list[Any]]
                  ) -> dict[str, tuple[Checkpoint | None, list[Fact]]]:
-            checkpoints: dict[str, Checkpoint] = {}
-            facts: dict[str, list[Fact]] = {run_id: [] for run_id in after}
-            for rows in results:
-                for row in rows:
-                    if row.seq is None:
-                        checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq),
-                                                             data=row.cp_data)
-                    else:
-                        facts[row.run_id].append(self._fact(row.run_id, row))
-            for run_facts in facts.values():
-                run_facts.sort(key=lambda fact: fact.seq)
-            return {run_id: (checkpoints.get(run_id), facts[run_id]) for run_id in after}
+            runs = self._rows_by_run(after, [row for rows in results for row in rows])
+            return {run_id: (checkpoint, [self._fact(run_id, row) for row in rows])
+                    for run_id, (checkpoint, rows) in runs.items()}
 
         return self._run_reading(body, reads, write=False, batch=len(after) > 1)
 
@@ -1537,7 +1528,8 @@ class SQLStore:
         ]
         if journals is not None:
             self._prefetch.claimed = ({lease.token: lease.dispatch.run_id for lease in leases},
-                                      self._claimed_journals(taken, journals))
+                                      self._rows_by_run([row.run_id for row in taken],
+                                                        journals))
         return leases, locked == len(taken) and (len(taken) == limit or not more)
 
     def _claim_statement(self) -> str:
@@ -1625,16 +1617,18 @@ class SQLStore:
         self._prefetch.claimed = None
         return claimed
 
-    def _claimed_journals(self, taken: Sequence[Any], rows: Sequence[Any]
-                          ) -> dict[str, tuple[Checkpoint | None, list[Any]]]:
-        """The rows of ``_claimed_read`` by run: its checkpoint and its facts' rows, in
-        sequence order (decoded only if read: ``_prefetched``)."""
-        facts: dict[str, list[Any]] = {row.run_id: [] for row in taken}
+    @staticmethod
+    def _rows_by_run(run_ids: Iterable[str], rows: Sequence[Any]
+                     ) -> dict[str, tuple[Checkpoint | None, list[Any]]]:
+        """The rows of a read of runs from their checkpoints (``read_runs``,
+        ``_claimed_read``) by run: its checkpoint and its facts' rows, in sequence order,
+        not decoded yet (``_prefetched`` decodes only those asked for)."""
+        facts: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
         checkpoints: dict[str, Checkpoint] = {}
         for row in rows:
             if row.seq is None:
                 checkpoints[row.run_id] = Checkpoint(seq=int(row.cp_seq), data=row.cp_data)
-            elif row.run_id in facts:
+            else:
                 facts[row.run_id].append(row)
         for run_rows in facts.values():
             run_rows.sort(key=lambda row: row.seq)
