@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from squidie_backends.sql import SQLStore, uninstall
-from squidie_backends.sql._store import _ROW_KEYS, _DriverStatement
+from squidie_backends.sql._store import _ROW_KEYS, _DriverStatement, _numbered
 
 
 def _suffixed_values(statement: _DriverStatement, rows: Sequence[Mapping[str, Any]],
@@ -183,3 +183,13 @@ def test_pymysql_sends_an_inserts_executemany_as_one_statement(
     finally:
         store.close()
         uninstall(url)
+
+
+def test_a_numbered_statement_numbers_each_name_once_and_unescapes_percent() -> None:
+    """``_numbered``: psycopg's named placeholders as PostgreSQL's ``$n`` (a repeated
+    name keeps its number), ``%%`` back to ``%``; a binary placeholder: no numbered form."""
+    sql = "SELECT %(a)s::INT, %(b)s, %(a)s WHERE x LIKE 'p%%' AND y = %(c_1)s"
+    assert _numbered(sql) == ("SELECT $1::INT, $2, $1 WHERE x LIKE 'p%' AND y = $3",
+                              ("a", "b", "c_1"))
+    assert _numbered("SELECT %(a)s, %(b)b") is None
+    assert _numbered("SELECT 1") == ("SELECT 1", ())

@@ -220,6 +220,40 @@ def test_a_workers_commit_is_one_statement_and_a_refused_gate_writes_nothing(
     assert [x.state for x in pg_store.dispatches("ended")] == ["claimed"]
 
 
+def test_one_statement_goes_numbered_through_a_raw_cursor_unless_a_part_is_binary(
+    pg_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's commit of a few facts has more parameters than psycopg caches the
+    parse of (50): it goes numbered (``$1``...) through a ``RawCursor``, which psycopg
+    does not parse. A commit whose facts go as ``unnest`` arrays (sent in binary, which a
+    raw cursor cannot ask for per parameter) goes named through a plain cursor. Both
+    write what they say."""
+    sent: list[tuple[type, str]] = []
+    execute = psycopg.Cursor.execute
+
+    def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append((type(self), str(query)))
+        return execute(self, query, *args, **kwargs)
+
+    start(pg_store, "few", dispatch("few", "a"))
+    start(pg_store, "many", dispatch("many", "a"))
+    leases = {x.dispatch.run_id: x for x in pg_store.claim("w", lease_for=30, limit=2)}
+    monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    assert settle(pg_store, leases["few"], 1, n=4,
+                  enqueue=(dispatch("few", "b"),)) == CommitResult(5)
+    assert settle(pg_store, leases["many"], 1, n=6,
+                  enqueue=(dispatch("many", "b"),)) == CommitResult(7)
+    (raw, few), (plain, many) = sent
+    assert "$1" in few and "%(" not in few and few.count("$") > 50
+    assert "$1" not in many and "%(w0_" in many
+    assert (raw, plain) == (psycopg.RawCursor, psycopg.Cursor)
+    assert pg_store.read("few") == facts(1, 1) + facts(2, 4)
+    assert pg_store.read("many") == facts(1, 1) + facts(2, 6)
+    for run_id in ("few", "many"):
+        states = {x.dispatch.step: x.state for x in pg_store.dispatches(run_id)}
+        assert states == {"a": "completed", "b": "available"}
+
+
 def test_a_claim_is_one_statement_unless_it_meets_what_only_the_full_claim_decides(
     postgres_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
