@@ -160,9 +160,6 @@ _UNNEST_FROM = 4
 _SIZED_MAX = 64
 
 _HISTORY_LIMIT = 50
-
-#: A psycopg placeholder (``%(name)s``, or ``%(name)b`` for binary) or an escaped ``%``.
-_PYFORMAT = re.compile(r"%\((\w+)\)([sb])|%%")
 _DEAD_COUNTER = "dead_order"
 
 
@@ -219,6 +216,9 @@ _SHARED, _DEFAULT = -2, -1
 #: PostgreSQL's one statement for writes sent together (``SQLStore._one_statement``): its
 #: SQL, each part's parameter names (prefixed), and its numbered form (``_numbered``).
 _Joined = tuple[str, list[tuple[str, ...]], tuple[str, tuple[str, ...]] | None]
+
+#: A psycopg placeholder (``%(name)s``, or ``%(name)b`` for binary) or an escaped ``%``.
+_PYFORMAT = re.compile(r"%\((\w+)\)([sb])|%%")
 
 
 def _numbered(sql: str) -> tuple[str, tuple[str, ...]] | None:

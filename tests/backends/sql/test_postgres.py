@@ -132,13 +132,17 @@ def _commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def _statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements psycopg is given from now on, pipelined or not."""
+def _statements(monkeypatch: pytest.MonkeyPatch, cursors: list[type] | None = None
+                ) -> list[str]:
+    """The statements psycopg is given from now on, pipelined or not (and, in
+    ``cursors``, the class of the cursor each went through)."""
     sent: list[str] = []
     execute = psycopg.Cursor.execute
 
     def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         sent.append(str(query))
+        if cursors is not None:
+            cursors.append(type(self))
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", record)
@@ -228,22 +232,17 @@ def test_one_statement_goes_numbered_through_a_raw_cursor_unless_a_part_is_binar
     does not parse. A commit whose facts go as ``unnest`` arrays (sent in binary, which a
     raw cursor cannot ask for per parameter) goes named through a plain cursor. Both
     write what they say."""
-    sent: list[tuple[type, str]] = []
-    execute = psycopg.Cursor.execute
-
-    def record(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append((type(self), str(query)))
-        return execute(self, query, *args, **kwargs)
-
     start(pg_store, "few", dispatch("few", "a"))
     start(pg_store, "many", dispatch("many", "a"))
     leases = {x.dispatch.run_id: x for x in pg_store.claim("w", lease_for=30, limit=2)}
-    monkeypatch.setattr(psycopg.Cursor, "execute", record)
+    cursors: list[type] = []
+    sent = _statements(monkeypatch, cursors)
     assert settle(pg_store, leases["few"], 1, n=4,
                   enqueue=(dispatch("few", "b"),)) == CommitResult(5)
     assert settle(pg_store, leases["many"], 1, n=6,
                   enqueue=(dispatch("many", "b"),)) == CommitResult(7)
-    (raw, few), (plain, many) = sent
+    few, many = sent
+    raw, plain = cursors
     assert "$1" in few and "%(" not in few and few.count("$") > 50
     assert "$1" not in many and "%(w0_" in many
     assert (raw, plain) == (psycopg.RawCursor, psycopg.Cursor)
