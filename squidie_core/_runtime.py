@@ -330,6 +330,10 @@ class Squidie:
         #: Runs an async step's coroutine; ``None`` runs it on a private loop per call.
         #: The worker sets it to its shared event loop.
         self.async_runner: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
+        #: Calls a step's function: ``step_runner((workflow, step), call)`` returns
+        #: ``call()``; ``None`` calls it directly. A worker whose slots take turns in the
+        #: engine's own work sets it to give up the turn while a step runs.
+        self.step_runner: Callable[[tuple[str, str], Callable[[], Any]], Any] | None = None
         for workflow in workflows:
             self.register(workflow)
 
@@ -1172,8 +1176,13 @@ class Squidie:
             run_id=state.run_id, workflow=state.workflow, step=step, attempt=attempt,
             state=_json.copy(state.context), start_child=start_child,
         )
+        run_async, runner = self.async_runner, self.step_runner
         try:
-            value = call_step(impl, step_input, ctx, run_async=self.async_runner)
+            if runner is None:
+                value = call_step(impl, step_input, ctx, run_async=run_async)
+            else:
+                value = runner((definition.name, step),
+                               lambda: call_step(impl, step_input, ctx, run_async=run_async))
         except Exception as exc:
             return normalize_outcome(step, exc=exc)
         outcome = normalize_outcome(step, value)

@@ -17,7 +17,8 @@ def squidie_register_backends() -> list[BackendInfo]:
             schemes=("memory",),
             factory="squidie_backends.memory._plugin:open_store",
             description="In-process reference store (not durable, one process)",
-            capabilities=Capabilities(priorities=True, wake_up=True, visibility_precision=0.0),
+            capabilities=Capabilities(priorities=True, wake_up=True, embedded=True,
+                                      visibility_precision=0.0),
         )
     ]
 

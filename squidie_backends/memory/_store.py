@@ -88,7 +88,8 @@ class MemoryStore:
     """
 
     name = "memory"
-    capabilities = Capabilities(priorities=True, wake_up=True, visibility_precision=0.0)
+    capabilities = Capabilities(priorities=True, wake_up=True, embedded=True,
+                                visibility_precision=0.0)
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()

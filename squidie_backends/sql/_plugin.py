@@ -24,6 +24,7 @@ def _capabilities(networked: bool, wake_up: bool = False) -> Capabilities:
         durable=True,
         multi_process=True,
         multi_node=networked,
+        embedded=not networked,
         priorities=True,
         wake_up=wake_up,
         visibility_precision=0.0,

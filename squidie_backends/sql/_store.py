@@ -176,6 +176,7 @@ def capabilities_for(dialect_name: str, *, notify: bool = True) -> Capabilities:
         multi_node=networked,
         priorities=True,
         wake_up=dialect_name in ("postgresql", "sqlite") and notify,
+        embedded=not networked,
         # The injected clock's instant is compared with stored doubles exactly.
         visibility_precision=0.0,
         # MariaDB's default max_allowed_packet is 16 MiB and a commit may carry a value

@@ -420,6 +420,10 @@ class Capabilities:
     """``wait_for_work`` blocks until work may be visible instead of raising."""
     visibility_precision: float = 0.001
     """Delayed visibility and lease expiry are honoured to within this many seconds."""
+    embedded: bool = False
+    """The store runs inside the client process (an embedded database, e.g. SQLite):
+    its operations wait on no network and spend this process's CPU, so a worker's slots
+    gain nothing by running them at the same time and take turns (``Worker``)."""
     max_value_bytes: int | None = None
     """The largest encoded payload, output or checkpoint the store accepts (None: no limit
     beyond the runtime's own)."""

@@ -6,6 +6,7 @@ import json
 import threading
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -343,8 +344,11 @@ def test_one_idle_slot_listens_and_a_new_run_wakes_one(
 def test_an_idle_slot_takes_over_from_a_batch_that_runs_long() -> None:
     engine = Squidie.from_url("memory://", workflows=[Single])
     watched = _Watched(engine)
+    # The batch is held in the engine's own work (not in a step), where slots that take
+    # turns would wait for it: this is about the idle slots' turns alone.
     worker = _claiming_16(Worker(engine, concurrency=4, poll_interval=30,
-                                 max_poll_interval=60, claim_batch=16, name="wo"))
+                                 max_poll_interval=60, claim_batch=16, name="wo",
+                                 take_turns=False))
     thread = run_in_thread(worker)
     until(lambda: watched.waiting == 1, 10, "one slot to listen")
     entered, release = threading.Event(), threading.Event()
@@ -380,7 +384,7 @@ def test_a_burst_is_taken_up_by_every_slot() -> None:
     started = threading.Event()
     owners: set[str] = set()
     worker = Worker(engine, concurrency=4, poll_interval=30, max_poll_interval=60,
-                    claim_batch=1, name="wt")
+                    claim_batch=1, name="wt", take_turns=False)  # held in run_lease
     thread = run_in_thread(worker)
     until(lambda: watched.waiting == 1, 10, "one slot to listen")
     run_lease = engine.run_lease
@@ -450,3 +454,80 @@ def test_a_worker_leaves_a_heap_the_host_froze_to_the_host() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_worker_takes_turns_on_an_embedded_store_only() -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    assert engine.store.capabilities.embedded
+    assert Worker(engine).take_turns and not Worker(engine, take_turns=False).take_turns
+    engine.store.capabilities = replace(engine.store.capabilities, embedded=False)
+    assert not Worker(engine).take_turns and Worker(engine, take_turns=True).take_turns
+
+
+class _Meeting(Workflow):
+    """One step that returns only once two runs' steps are running at the same time."""
+
+    go = manual()
+    meet = step(lambda input, ctx: {"waited": _MEETING.wait()})
+    transitions = [transition(meet, on="ok", to=COMPLETE)]
+
+
+_MEETING = threading.Barrier(2, timeout=10)
+
+
+def test_slots_that_take_turns_overlap_in_their_steps_and_not_in_the_engine() -> None:
+    engine = Squidie.from_url("memory://", workflows=[_Meeting])
+    store = engine.store
+    claim, commit = store.claim, store.commit
+    inside, most = [0], [0]
+    lock, entered = threading.Lock(), threading.Event()
+
+    def counted(operation: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                if inside[0] > 1:
+                    entered.set()
+            try:
+                got = operation(*args, **kwargs)
+                if operation is claim and got:
+                    # The full claim of one passes a turn to an idle slot: give it the
+                    # time to claim alongside, which only the turn keeps it from.
+                    entered.wait(0.5)
+                return got
+            finally:
+                with lock:
+                    inside[0] -= 1
+        return call
+
+    store.claim = counted(claim)  # type: ignore[method-assign]
+    store.commit = counted(commit)  # type: ignore[method-assign]
+    _MEETING.reset()
+    runs = [engine.start(_Meeting).run_id for _ in range(2)]
+    worker = Worker(engine, concurrency=2, poll_interval=0.01, max_poll_interval=0.05,
+                    claim_batch=1, name="tt")
+    assert worker.take_turns
+    thread = run_in_thread(worker)
+    until(lambda: completed(engine, runs), 20, "both runs to complete")
+    worker.stop()
+    thread.join(5)
+    # Each step waited at the barrier for the other: the steps ran at the same time.
+    assert worker.stats.executed == {"ok": 2}
+    assert most[0] == 1
+
+
+def test_a_short_step_keeps_the_turn_and_a_host_thread_runs_its_step_as_is() -> None:
+    engine = Squidie.from_url("memory://", workflows=[Single])
+    worker = Worker(engine, take_turns=True)
+    step = ("Single", "only")
+    with worker._engine_turn():
+        assert worker._turn.locked()
+        assert not worker._off_turn(step, worker._turn.locked)  # not timed yet: given up
+        assert worker._turn.locked()  # taken back
+        assert worker._off_turn(step, worker._turn.locked)  # it took under 1 ms: kept
+        worker._step_call_seconds[step] = 0.01
+        assert not worker._off_turn(step, worker._turn.locked)  # a long step: given up
+    assert not worker._turn.locked()
+    # A thread that is not one of the worker's slots holds no turn and gives none up.
+    assert not worker._off_turn(step, worker._turn.locked)
