@@ -85,6 +85,12 @@ class WorkerStats:
                 "uptime": round(time.time() - self.started_at, 3)}
 
 
+def _average_into(averages: dict[Any, float], key: Any, seconds: float) -> None:
+    """Fold ``seconds`` into the moving average ``averages[key]`` (the first: itself)."""
+    last = averages.get(key)
+    averages[key] = seconds if last is None else 0.8 * last + 0.2 * seconds
+
+
 class _AsyncLoop:
     """One event loop in a daemon thread, running every async step of the worker."""
 
@@ -379,9 +385,7 @@ class Worker:
                     with self._idle_turns:
                         self._stand_in = None  # this slot claims again next
         if results:
-            took = (time.monotonic() - began) / len(results)
-            last = self._step_seconds.get(owner)
-            self._step_seconds[owner] = took if last is None else 0.8 * last + 0.2 * took
+            _average_into(self._step_seconds, owner, (time.monotonic() - began) / len(results))
         for result in results[:-1]:
             self._record(owner, result)
         return results[-1] if results else None
@@ -408,26 +412,19 @@ class Worker:
         if not getattr(self._has_turn, "held", False):
             return call()
         last = self._step_call_seconds.get(step)
-        if last is not None and last < _SHORT_STEP:
-            began = time.monotonic()
-            try:
-                return call()
-            finally:
-                self._time_step_call(step, time.monotonic() - began)
-        self._has_turn.held = False
-        self._turn.release()
+        give_up = last is None or last >= _SHORT_STEP
+        if give_up:
+            self._has_turn.held = False
+            self._turn.release()
         began = time.monotonic()
         try:
             return call()
         finally:
             took = time.monotonic() - began
-            self._turn.acquire()
-            self._has_turn.held = True
-            self._time_step_call(step, took)
-
-    def _time_step_call(self, step: tuple[str, str], seconds: float) -> None:
-        last = self._step_call_seconds.get(step)
-        self._step_call_seconds[step] = seconds if last is None else 0.8 * last + 0.2 * seconds
+            if give_up:
+                self._turn.acquire()
+                self._has_turn.held = True
+            _average_into(self._step_call_seconds, step, took)
 
     def _idle(self, owner: str, delay: float) -> None:
         """Wait up to ``delay`` (jittered) before the next claim.
